@@ -1,0 +1,177 @@
+"""The tamper-evident audit trail: a sha256 hash chain over canonical JSON.
+
+``hash = sha256(prev_hash ‖ canonical JSON of the event)``, canonical meaning sorted keys, UTF-8
+and no insignificant whitespace. The event body hashed is every column except ``hash`` itself
+(``prev_hash`` is the chain link). Appends run inside the caller's write transaction, which
+already holds the chain-head lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from registry.db.tables import audit_events, audit_head
+from registry.entities import AuditEvent, VerifyReport
+
+GENESIS = "0" * 64
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, UTF-8, no insignificant whitespace, finite numbers."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _body(
+    seq: int,
+    at: datetime,
+    actor: str,
+    db_user: str | None,
+    action: str,
+    model: str | None,
+    version: int | None,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "at": at.isoformat(timespec="microseconds"),
+        "actor": actor,
+        "db_user": db_user,
+        "action": action,
+        "model": model,
+        "version": version,
+        "payload": payload,
+    }
+
+
+def link_hash(prev_hash: str, body: dict[str, Any]) -> str:
+    """The hash of one event given the previous hash."""
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()
+
+
+def append(
+    conn: Connection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    model: str | None = None,
+    version: int | None = None,
+    payload: dict[str, Any] | None = None,
+    db_user: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the current write transaction."""
+    # Round-trip the payload so what is stored and what is hashed are the same JSON.
+    clean = json.loads(canonical(payload or {}))
+    head = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
+    seq = head.seq + 1
+    body = _body(seq, at, actor, db_user, action, model, version, clean)
+    digest = link_hash(head.hash, body)
+    conn.execute(
+        audit_events.insert().values(
+            seq=seq,
+            at=at,
+            actor=actor,
+            db_user=db_user,
+            action=action,
+            model=model,
+            version=version,
+            payload=clean,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    conn.execute(
+        audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest)
+    )
+    return AuditEvent(
+        seq=seq,
+        at=at,
+        actor=actor,
+        db_user=db_user,
+        action=action,
+        model=model,
+        version=version,
+        payload=clean,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+
+
+def to_event(row: Row[Any]) -> AuditEvent:
+    """An audit row as an entity."""
+    return AuditEvent(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        db_user=row.db_user,
+        action=row.action,
+        model=row.model,
+        version=row.version,
+        payload=row.payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def iter_events(conn: Connection, model: str | None = None, batch: int = 1000) -> Iterator[Row[Any]]:
+    """Audit rows in seq order, fetched in batches so memory stays flat."""
+    last = 0
+    while True:
+        stmt = sa.select(audit_events).where(audit_events.c.seq > last)
+        if model is not None:
+            stmt = stmt.where(audit_events.c.model == model)
+        rows = conn.execute(stmt.order_by(audit_events.c.seq).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify(conn: Connection) -> VerifyReport:
+    """Recompute the whole chain; report the first seq that does not verify.
+
+    Detects an edited event (hash mismatch), a deleted one (seq gap or head mismatch), an
+    inserted one (seq or link mismatch) and reordering (link mismatch).
+    """
+    expected_seq = 1
+    prev = GENESIS
+    count = 0
+    for row in iter_events(conn):
+        count += 1
+        if row.seq != expected_seq:
+            return _bad(count, expected_seq, f"expected seq {expected_seq}, found {row.seq}")
+        if row.prev_hash != prev:
+            return _bad(count, row.seq, "prev_hash does not match the previous event's hash")
+        try:
+            body = _body(
+                row.seq, row.at, row.actor, row.db_user, row.action, row.model, row.version,
+                row.payload,
+            )
+            recomputed = link_hash(prev, body)
+        except (TypeError, ValueError) as exc:
+            return _bad(count, row.seq, f"event cannot be canonicalized: {exc}")
+        if recomputed != row.hash:
+            return _bad(count, row.seq, "hash does not match the event's content")
+        prev = row.hash
+        expected_seq += 1
+    head = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
+    if head.seq != expected_seq - 1 or head.hash != prev:
+        return _bad(count, expected_seq, f"chain ends at seq {expected_seq - 1}, head says {head.seq}")
+    return VerifyReport(ok=True, events=count)
+
+
+def _bad(count: int, seq: int, problem: str) -> VerifyReport:
+    return VerifyReport(ok=False, events=count, first_bad_seq=seq, problem=problem)

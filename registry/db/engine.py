@@ -1,0 +1,155 @@
+"""Engine, transactions and schema checks, identical in use on SQLite and PostgreSQL.
+
+Write transactions take the write lock up front: ``BEGIN IMMEDIATE`` on SQLite, and on
+PostgreSQL ``SELECT … FOR UPDATE`` on the audit chain head. Every writer therefore queues on the
+same lock in the same order, so there are no deadlocks and the audit chain is appended serially.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from registry.db.tables import audit_head
+from registry.errors import GovflowError, InvalidInput, StorageError
+
+T = TypeVar("T")
+RETRIES = 5
+SQLITE_BUSY_MS = 30_000
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in ("40001", "40P01"):  # serialization failure, deadlock
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, a busy timeout and explicit BEGINs."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(f"registry url: {url!r} is not a database URL", field="url") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # fsync on commit: approvals must survive power loss
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("govflow_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise InvalidInput(
+        f"registry url: backend {parsed.get_backend_name()!r} is not supported "
+        "(use sqlite:/// or postgresql+psycopg://)",
+        field="url",
+    )
+
+
+class Database:
+    """One registry database: engine, write/read transactions and retry on conflicts."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._db_user: str | None = None
+        self._db_user_known = False
+
+    @property
+    def db_user(self) -> str | None:
+        """The PostgreSQL ``session_user`` (None on SQLite)."""
+        if not self._db_user_known:
+            if self.dialect == "postgresql":
+                with self.read() as conn:
+                    self._db_user = conn.execute(sa.text("SELECT session_user")).scalar_one()
+            self._db_user_known = True
+        return self._db_user
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction."""
+        with self._translate(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def transact(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, holding the write lock from the start.
+
+        A serialization failure, deadlock or lock timeout is retried in a fresh transaction; any
+        other error rolls everything back and propagates.
+        """
+        for attempt in range(RETRIES):
+            try:
+                with self._translate(retry=True), self.engine.connect().execution_options(
+                    govflow_write=True
+                ) as conn:
+                    with conn.begin():
+                        if self.dialect == "postgresql":
+                            conn.execute(
+                                sa.select(audit_head.c.seq)
+                                .where(audit_head.c.id == 1)
+                                .with_for_update()
+                            )
+                        return work(conn)
+            except _Retry:
+                if attempt == RETRIES - 1:
+                    raise StorageError(
+                        f"registry {self.safe_url}: write conflict persisted after {RETRIES} tries"
+                    ) from None
+                time.sleep(0.01 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _translate(self, retry: bool = False) -> Iterator[None]:
+        try:
+            yield
+        except GovflowError:
+            raise
+        except DBAPIError as exc:
+            if retry and _is_retryable(exc):
+                raise _Retry() from exc
+            raise StorageError(f"registry {self.safe_url}: {_first_line(exc)}") from exc
+        except (OperationalError, SQLAlchemyError) as exc:
+            raise StorageError(f"registry {self.safe_url}: {_first_line(exc)}") from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+class _Retry(Exception):
+    """Internal: the transaction hit a transient conflict and should be run again."""
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

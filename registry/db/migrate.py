@@ -1,0 +1,76 @@
+"""Schema migrations: Alembic scripts shipped inside the package."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from registry.db.engine import Database
+from registry.errors import SchemaOutdated
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str | None:
+    """The newest migration this code ships."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(db: Database) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _file_lock(db: Database) -> Iterator[None]:
+    # SQLite has no advisory locks; serialize first-time creation across processes with a file lock.
+    path = db.engine.url.database
+    if db.dialect != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    with open(Path(path).expanduser().with_suffix(".migrate.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def upgrade(db: Database) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision; return (before, after)."""
+    with _file_lock(db):
+        before = current_revision(db)
+        cfg = _config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return before, current_revision(db)
+
+
+def ensure_schema(db: Database) -> None:
+    """Create the schema in an empty database; refuse one that is behind this code."""
+    current = current_revision(db)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        upgrade(db)
+        return
+    raise SchemaOutdated(
+        f"registry {db.safe_url} is at schema {current}, this code needs {head}: "
+        "run `govflow db upgrade`"
+    )

@@ -1,0 +1,174 @@
+"""The one exception tree of govflow.
+
+Every refusal is a ``GovflowError`` subclass whose message names what is wrong. Lower libraries'
+errors (SQLAlchemy, botocore, skops, Great Expectations) are translated at the edge where we call
+them, with ``map_exceptions``; they never leak out of the public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class GovflowError(Exception):
+    """Base of every govflow error; carries the model, version and reason when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.model = model
+        self.version = version
+        self.reason = reason
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- input --------------------------------------------------------------------------------
+
+
+class InvalidInput(GovflowError):
+    """A value given by the caller is malformed: a bad name, a non-finite metric, a bad field."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.field = field
+
+
+class PolicyError(InvalidInput):
+    """The policy file cannot be read or does not validate."""
+
+
+# --- lookups ------------------------------------------------------------------------------
+
+
+class NotFound(GovflowError):
+    """A model, version, alias or flow run that was asked for does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """No model with that name."""
+
+
+class VersionNotFound(NotFound):
+    """No such version of the model."""
+
+
+class AliasNotFound(NotFound):
+    """The alias is not set on the model."""
+
+
+# --- governance refusals ------------------------------------------------------------------
+
+
+class Refused(GovflowError):
+    """A governance rule refused the operation; nothing was written."""
+
+
+class IllegalTransition(Refused):
+    """The stage move is not in the transition graph."""
+
+
+class ApprovalRequired(Refused):
+    """The policy's approvals for the target stage are not present."""
+
+
+class SeparationOfDuties(Refused):
+    """The actor may not decide on this version (the registrant, or a repeat decision)."""
+
+
+class NotAnApprover(Refused):
+    """The policy restricts approvers and the actor is not one of them."""
+
+
+class GateFailed(Refused):
+    """A gate the policy requires for the target stage is missing or failed."""
+
+
+class RollbackRefused(Refused):
+    """No production version to demote, or no earlier version to restore."""
+
+
+class UnsafeModel(Refused):
+    """A model file would need untrusted types or raw pickle to load."""
+
+
+# --- integrity ----------------------------------------------------------------------------
+
+
+class IntegrityError(GovflowError):
+    """Stored bytes or records do not match their recorded digest."""
+
+
+class DigestMismatch(IntegrityError):
+    """An artifact's bytes do not hash to the digest the version records."""
+
+
+class AuditChainBroken(IntegrityError):
+    """The audit hash chain does not verify; ``seq`` names the first bad event."""
+
+    def __init__(self, message: str, *, seq: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.seq = seq
+
+
+# --- infrastructure -----------------------------------------------------------------------
+
+
+class StorageError(GovflowError):
+    """The registry database failed or could not be reached."""
+
+
+class SchemaOutdated(StorageError):
+    """The database schema is behind this code; run ``govflow db upgrade``."""
+
+
+class ArtifactStoreError(GovflowError):
+    """The artifact store (local folder or S3) failed; the location is named."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.location = location
+
+
+class ArtifactNotFound(ArtifactStoreError, NotFound):
+    """No blob with that digest in the artifact store."""
+
+
+class DeployError(GovflowError):
+    """A deploy target failed or did not converge."""
+
+
+class FlowError(GovflowError):
+    """A Prefect flow run could not be found, resumed or completed."""
+
+
+@contextmanager
+def map_exceptions(
+    mapping: dict[type[BaseException], Callable[[BaseException], GovflowError]],
+) -> Iterator[None]:
+    """Translate lower-library exceptions into govflow errors at the boundary.
+
+    ``mapping`` maps an exception type to a factory building the govflow error; the first
+    matching type wins, and the original is kept as ``__cause__``.
+    """
+    try:
+        yield
+    except GovflowError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - re-raised unchanged when unmapped
+        for exc_type, factory in mapping.items():
+            if isinstance(exc, exc_type):
+                raise factory(exc) from exc
+        raise

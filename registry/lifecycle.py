@@ -1,0 +1,251 @@
+"""Write side of the lifecycle: stage moves, policy checks, aliases and rollback.
+
+Every function here runs inside the caller's write transaction and writes no audit event itself;
+the ``Registry`` method that calls it appends the event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from registry.db.tables import alias_history, aliases, approvals, evidence, stage_history, versions
+from registry.errors import (
+    ApprovalRequired,
+    GateFailed,
+    NotAnApprover,
+    Refused,
+    RollbackRefused,
+    SeparationOfDuties,
+)
+from registry.policy import Policy
+from registry.queries import production_row
+from registry.stages import TRANSITIONS, Stage
+
+PRODUCTION_ALIAS = Stage.PRODUCTION.value
+
+
+def move(
+    conn: Connection,
+    row: Row[Any],
+    to: Stage,
+    *,
+    kind: str,
+    actor: str,
+    reason: str | None,
+    at: datetime,
+    approved_by: list[str] | None = None,
+    rolled_back: bool = False,
+) -> None:
+    """Change a version's stage, start a new review round and record the history entry."""
+    values: dict[str, Any] = {
+        "stage": to.value,
+        "review_round": versions.c.review_round + 1,
+        "stage_changed_at": at,
+    }
+    if rolled_back:
+        values.update(rolled_back=True, rollback_reason=reason)
+    conn.execute(versions.update().where(versions.c.id == row.id).values(**values))
+    conn.execute(
+        stage_history.insert().values(
+            model_id=row.model_id,
+            version_id=row.id,
+            version=row.version,
+            from_stage=row.stage,
+            to_stage=to.value,
+            kind=kind,
+            actor=actor,
+            reason=reason,
+            approved_by=approved_by,
+            at=at,
+        )
+    )
+
+
+def point_alias(
+    conn: Connection,
+    model_id: int,
+    alias: str,
+    target: Row[Any] | None,
+    *,
+    actor: str,
+    at: datetime,
+) -> int | None:
+    """Point ``alias`` at ``target`` (or remove it when None), keep history; return the old version."""
+    old = conn.execute(
+        sa.select(versions.c.version)
+        .join(aliases, aliases.c.version_id == versions.c.id)
+        .where(aliases.c.model_id == model_id, aliases.c.alias == alias)
+    ).scalar()
+    new = target.version if target is not None else None
+    if old == new:
+        return old
+    if old is not None:
+        conn.execute(
+            aliases.delete().where(aliases.c.model_id == model_id, aliases.c.alias == alias)
+        )
+    if target is not None:
+        conn.execute(
+            aliases.insert().values(
+                model_id=model_id, alias=alias, version_id=target.id, updated_at=at, updated_by=actor
+            )
+        )
+    conn.execute(
+        alias_history.insert().values(
+            model_id=model_id, alias=alias, version=new, previous=old, actor=actor, at=at
+        )
+    )
+    return old
+
+
+def current_decisions(conn: Connection, row: Row[Any], target: Stage) -> list[Row[Any]]:
+    """Decisions on this version for ``target`` made in its current review round."""
+    return conn.execute(
+        sa.select(approvals)
+        .where(
+            approvals.c.version_id == row.id,
+            approvals.c.review_round == row.review_round,
+            approvals.c.target_stage == target.value,
+        )
+        .order_by(approvals.c.id)
+    ).all()
+
+
+def check_decider(
+    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage, actor: str,
+    *, approving: bool,
+) -> None:
+    """Refuse a decision the policy does not allow from ``actor`` on this version now."""
+    current = Stage(row.stage)
+    ref = f"{model}/{row.version}"
+    if target not in TRANSITIONS[current]:
+        raise Refused(
+            f"{ref} is in {current.value}; decisions for {target.value} are taken while it is in "
+            f"a stage that may move to {target.value}",
+            model=model,
+            version=row.version,
+        )
+    rule = policy.rule(target)
+    if approving and policy.separation_of_duties and actor == row.registered_by:
+        raise SeparationOfDuties(
+            f"{actor} registered {ref} and may not approve it (separation of duties)",
+            model=model,
+            version=row.version,
+        )
+    if approving and rule.approvers is not None and actor not in rule.approvers:
+        raise NotAnApprover(
+            f"{actor} is not an approver for {target.value}; the policy allows "
+            f"{', '.join(rule.approvers) or 'nobody'}",
+            model=model,
+            version=row.version,
+        )
+    if any(d.actor == actor for d in current_decisions(conn, row, target)):
+        raise SeparationOfDuties(
+            f"{actor} has already decided on {ref} in this review; approvers must be distinct",
+            model=model,
+            version=row.version,
+        )
+
+
+def check_entry(
+    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage
+) -> list[str]:
+    """Refuse entry to ``target`` unless the policy's approvals and gates are met.
+
+    Returns the approvers whose decisions counted.
+    """
+    rule = policy.rule(target)
+    ref = f"{model}/{row.version}"
+    approvers: list[str] = []
+    for d in current_decisions(conn, row, target):
+        if d.decision != "approve" or d.actor in approvers:
+            continue
+        if policy.separation_of_duties and d.actor == row.registered_by:
+            continue
+        if rule.approvers is not None and d.actor not in rule.approvers:
+            continue
+        approvers.append(d.actor)
+    if len(approvers) < rule.approvals:
+        have = f"{len(approvers)} ({', '.join(approvers)})" if approvers else "none"
+        raise ApprovalRequired(
+            f"{ref} needs {rule.approvals} approval(s) for {target.value} from someone other "
+            f"than the registrant {row.registered_by}; it has {have}",
+            model=model,
+            version=row.version,
+        )
+    if rule.gates:
+        latest: dict[str, bool] = {}
+        for gate, passed in conn.execute(
+            sa.select(evidence.c.gate, evidence.c.passed)
+            .where(evidence.c.version_id == row.id, evidence.c.gate.in_(rule.gates))
+            .order_by(evidence.c.id)
+        ):
+            latest[gate] = passed
+        missing = [g for g in rule.gates if g not in latest]
+        failed = [g for g in rule.gates if latest.get(g) is False]
+        if missing or failed:
+            parts = []
+            if failed:
+                parts.append(f"failed: {', '.join(failed)}")
+            if missing:
+                parts.append(f"missing: {', '.join(missing)}")
+            raise GateFailed(
+                f"{ref} cannot enter {target.value}: required gates {'; '.join(parts)}",
+                model=model,
+                version=row.version,
+            )
+    return approvers
+
+
+def rollback_target(conn: Connection, model_id: int, current: Row[Any]) -> Row[Any] | None:
+    """The version that was in production before ``current``, skipping rolled-back ones."""
+    entries = conn.execute(
+        sa.select(stage_history.c.version_id)
+        .where(
+            stage_history.c.model_id == model_id,
+            stage_history.c.to_stage == Stage.PRODUCTION.value,
+        )
+        .order_by(stage_history.c.id.desc())
+    ).scalars()
+    seen: set[int] = set()
+    for version_id in entries:
+        if version_id == current.id or version_id in seen:
+            continue
+        seen.add(version_id)
+        row = conn.execute(sa.select(versions).where(versions.c.id == version_id)).one()
+        if not row.rolled_back:
+            return row
+    return None
+
+
+def plan_rollback(conn: Connection, model_id: int, model: str) -> tuple[Row[Any], Row[Any]]:
+    """(current production row, row to restore); refuse when either is missing."""
+    current = production_row(conn, model_id)
+    if current is None:
+        raise RollbackRefused(f"{model} has no version in production to roll back", model=model)
+    target = rollback_target(conn, model_id, current)
+    if target is None:
+        raise RollbackRefused(
+            f"{model}/{current.version} is the only production version on record that was not "
+            "rolled back; there is nothing to restore",
+            model=model,
+            version=current.version,
+        )
+    return current, target
+
+
+def last_approvers(conn: Connection, version_id: int) -> list[str]:
+    """Approvers recorded when this version last entered production by promotion."""
+    return conn.execute(
+        sa.select(stage_history.c.approved_by)
+        .where(
+            stage_history.c.version_id == version_id,
+            stage_history.c.to_stage == Stage.PRODUCTION.value,
+            stage_history.c.kind == "promote",
+        )
+        .order_by(stage_history.c.id.desc())
+        .limit(1)
+    ).scalar() or []

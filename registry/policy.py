@@ -1,0 +1,109 @@
+"""Governance policy: approvals, separation of duties, required gates, drift thresholds.
+
+Loaded from a TOML or YAML file (``GOVFLOW_POLICY``) or the defaults: production needs one
+approval from someone other than the registrant, all approvers distinct.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from registry.errors import PolicyError
+from registry.stages import Stage
+
+
+class StageRule(BaseModel):
+    """What a version needs before it may enter one stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approvals: int = Field(default=0, ge=0, description="Distinct approve decisions required.")
+    approvers: list[str] | None = Field(
+        default=None, description="If set, only these actors may approve for this stage."
+    )
+    gates: list[str] = Field(
+        default_factory=list, description="Gates whose latest evidence must exist and pass."
+    )
+
+
+class DriftPolicy(BaseModel):
+    """Thresholds for the drift gate (PSI / Jensen–Shannon)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warn: float = Field(default=0.1, gt=0, description="Per-feature score that warns.")
+    act: float = Field(default=0.25, gt=0, description="Per-feature score that acts (rollback).")
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted features that makes the set drift."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftPolicy:
+        if self.act < self.warn:
+            raise ValueError(f"act ({self.act}) must be >= warn ({self.warn})")
+        return self
+
+
+def _default_stages() -> dict[Stage, StageRule]:
+    return {Stage.PRODUCTION: StageRule(approvals=1)}
+
+
+class Policy(BaseModel):
+    """The governance rules the registry enforces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    separation_of_duties: bool = Field(
+        default=True, description="The registrant of a version may not approve it."
+    )
+    stages: dict[Stage, StageRule] = Field(
+        default_factory=_default_stages, description="Rules per target stage."
+    )
+    drift: DriftPolicy = Field(default_factory=DriftPolicy, description="Drift thresholds.")
+    approval_timeout_seconds: int = Field(
+        default=86_400, gt=0, description="How long an approval pause waits before rejecting."
+    )
+    allow_pickle: bool = Field(
+        default=False, description="Permit raw pickle/joblib loads when the caller also opts in."
+    )
+    trusted_types: list[str] = Field(
+        default_factory=list, description="Extra fully qualified types skops may load."
+    )
+
+    def rule(self, stage: Stage) -> StageRule:
+        """The rule for entering ``stage`` (an empty rule if none is configured)."""
+        return self.stages.get(stage, StageRule())
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Policy:
+        """Load a policy file (.toml, .yaml, .yml); ``None`` gives the defaults.
+
+        Refuses an unreadable file, unknown keys and out-of-range values, naming the field.
+        """
+        if path is None or str(path) == "":
+            return cls()
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(f"policy {p}: cannot read: {exc.strerror or exc}", field="policy") from exc
+        try:
+            data: Any = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+            raise PolicyError(f"policy {p}: not valid {p.suffix.lstrip('.')}: {exc}", field="policy") from exc
+        return cls.from_dict(data or {}, source=str(p))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "policy") -> Policy:
+        """Validate a policy mapping; refuse it with the first bad field named."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or "policy"
+            raise PolicyError(f"{source}: {field}: {err['msg']}", field=field) from None

@@ -1,0 +1,335 @@
+"""Read side of the store: rows to entities, lookups and the auditor's questions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from registry.db.tables import (
+    aliases,
+    approvals,
+    datasets,
+    evidence,
+    models,
+    stage_history,
+    versions,
+)
+from registry.entities import (
+    Approval,
+    ArtifactRef,
+    CodeRef,
+    ColumnSpec,
+    DatasetRef,
+    Evidence,
+    Lineage,
+    ModelSummary,
+    ModelVersion,
+    ProductionAt,
+    RunRef,
+    StageChange,
+    VersionRef,
+)
+from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
+from registry.stages import Stage
+
+_RESOLVE_ALIAS = (
+    sa.select(
+        versions.c.version,
+        versions.c.stage,
+        versions.c.artifact_uri,
+        versions.c.artifact_sha256,
+        versions.c.artifact_format,
+    )
+    .select_from(
+        models.join(aliases, aliases.c.model_id == models.c.id).join(
+            versions, versions.c.id == aliases.c.version_id
+        )
+    )
+    .where(models.c.name == sa.bindparam("name"), aliases.c.alias == sa.bindparam("alias"))
+)
+
+
+def model_row(conn: Connection, name: str, *, lock: bool = False) -> Row[Any]:
+    """The model's row; refuse an unknown name."""
+    stmt = sa.select(models).where(models.c.name == name)
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise ModelNotFound(f"model {name!r} not found", model=name)
+    return row
+
+
+def version_row(conn: Connection, name: str, version: int) -> Row[Any]:
+    """The version's row joined with its model name; refuse an unknown model or version."""
+    stmt = (
+        sa.select(versions, models.c.name.label("model_name"))
+        .join(models, models.c.id == versions.c.model_id)
+        .where(models.c.name == name, versions.c.version == version)
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        model_row(conn, name)
+        raise VersionNotFound(f"{name}/{version} not found", model=name, version=version)
+    return row
+
+
+def production_row(conn: Connection, model_id: int) -> Row[Any] | None:
+    """The version currently in production, if any (served by the partial unique index)."""
+    return conn.execute(
+        sa.select(versions).where(
+            versions.c.model_id == model_id, versions.c.stage == Stage.PRODUCTION.value
+        )
+    ).first()
+
+
+def resolve_alias(conn: Connection, name: str, alias: str) -> VersionRef:
+    """Resolve ``name@alias`` with one indexed query; refuse an unknown model or alias."""
+    row = conn.execute(_RESOLVE_ALIAS, {"name": name, "alias": alias}).first()
+    if row is None:
+        model_row(conn, name)
+        raise AliasNotFound(f"{name}@{alias} is not set", model=name)
+    return VersionRef.model_construct(
+        model=name,
+        version=row[0],
+        stage=Stage(row[1]),
+        artifact_uri=row[2],
+        artifact_sha256=row[3],
+        artifact_format=row[4],
+    )
+
+
+def _lineage(row: Row[Any], ds: list[DatasetRef]) -> Lineage:
+    return Lineage(
+        datasets=ds,
+        code=CodeRef(repo=row.code_repo, commit=row.code_commit, dirty=row.code_dirty),
+        run=RunRef(flow_run_id=row.run_id, flow_name=row.flow_name),
+    )
+
+
+def _dataset(row: Row[Any]) -> DatasetRef:
+    return DatasetRef(
+        role=row.role,
+        uri=row.uri,
+        sha256=row.sha256,
+        rows=row.rows,
+        schema_fingerprint=row.schema_fingerprint,
+    )
+
+
+def to_version(
+    row: Row[Any],
+    model: str,
+    ds: list[DatasetRef],
+    alias_names: list[str],
+    decisions: list[Approval] | None = None,
+    gates: list[Evidence] | None = None,
+) -> ModelVersion:
+    """Assemble a version entity from its row and child records."""
+    return ModelVersion(
+        model=model,
+        version=row.version,
+        stage=Stage(row.stage),
+        artifact=ArtifactRef(
+            uri=row.artifact_uri,
+            sha256=row.artifact_sha256,
+            size=row.artifact_size,
+            format=row.artifact_format,
+        ),
+        params=row.params,
+        metrics=row.metrics,
+        tags=row.tags,
+        lineage=_lineage(row, ds),
+        input_schema=[ColumnSpec(**c) for c in row.input_schema],
+        drift_reference=row.drift_reference,
+        description=row.description,
+        registered_by=row.registered_by,
+        registered_at=row.registered_at,
+        stage_changed_at=row.stage_changed_at,
+        review_round=row.review_round,
+        rolled_back=row.rolled_back,
+        rollback_reason=row.rollback_reason,
+        aliases=sorted(alias_names),
+        approvals=decisions or [],
+        evidence=gates or [],
+    )
+
+
+def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[Approval]:
+    """All decisions on a version, oldest first; ``current`` marks those of this round."""
+    rows = conn.execute(
+        sa.select(approvals).where(approvals.c.version_id == version_id).order_by(approvals.c.id)
+    ).all()
+    return [
+        Approval(
+            decision=r.decision,
+            actor=r.actor,
+            reason=r.reason,
+            target_stage=Stage(r.target_stage),
+            at=r.at,
+            review_round=r.review_round,
+            current=r.review_round == review_round,
+        )
+        for r in rows
+    ]
+
+
+def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
+    """All gate results on a version, oldest first."""
+    rows = conn.execute(
+        sa.select(evidence).where(evidence.c.version_id == version_id).order_by(evidence.c.id)
+    ).all()
+    return [
+        Evidence(
+            gate=r.gate,
+            passed=r.passed,
+            value=r.value,
+            threshold=r.threshold,
+            details=r.details,
+            actor=r.actor,
+            at=r.at,
+        )
+        for r in rows
+    ]
+
+
+def full_version(conn: Connection, name: str, version: int) -> ModelVersion:
+    """One version with lineage, aliases, approvals and evidence."""
+    row = version_row(conn, name, version)
+    ds = [
+        _dataset(d)
+        for d in conn.execute(
+            sa.select(datasets).where(datasets.c.version_id == row.id).order_by(datasets.c.id)
+        )
+    ]
+    names = list(conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == row.id)).scalars())
+    return to_version(
+        row, name, ds, names, decisions_for(conn, row.id, row.review_round), evidence_for(conn, row.id)
+    )
+
+
+def list_versions(conn: Connection, name: str) -> list[ModelVersion]:
+    """Every version of a model, newest first, with lineage and aliases (no decisions/evidence)."""
+    model = model_row(conn, name)
+    rows = conn.execute(
+        sa.select(versions).where(versions.c.model_id == model.id).order_by(versions.c.version.desc())
+    ).all()
+    ds: dict[int, list[DatasetRef]] = defaultdict(list)
+    for d in conn.execute(
+        sa.select(datasets)
+        .join(versions, versions.c.id == datasets.c.version_id)
+        .where(versions.c.model_id == model.id)
+        .order_by(datasets.c.id)
+    ):
+        ds[d.version_id].append(_dataset(d))
+    names: dict[int, list[str]] = defaultdict(list)
+    for a in conn.execute(sa.select(aliases).where(aliases.c.model_id == model.id)):
+        names[a.version_id].append(a.alias)
+    return [to_version(r, name, ds[r.id], names[r.id]) for r in rows]
+
+
+def list_models(conn: Connection) -> list[ModelSummary]:
+    """Every model with its latest and production versions and aliases."""
+    out = []
+    for m in conn.execute(sa.select(models).order_by(models.c.name)).all():
+        alias_map = {
+            a.alias: a.version
+            for a in conn.execute(
+                sa.select(aliases.c.alias, versions.c.version)
+                .join(versions, versions.c.id == aliases.c.version_id)
+                .where(aliases.c.model_id == m.id)
+            )
+        }
+        prod = production_row(conn, m.id)
+        out.append(
+            ModelSummary(
+                name=m.name,
+                description=m.description,
+                created_at=m.created_at,
+                created_by=m.created_by,
+                latest_version=m.last_version,
+                production_version=prod.version if prod else None,
+                aliases=alias_map,
+            )
+        )
+    return out
+
+
+def stage_changes(conn: Connection, name: str) -> list[StageChange]:
+    """A model's stage history, oldest first."""
+    model = model_row(conn, name)
+    rows = conn.execute(
+        sa.select(stage_history).where(stage_history.c.model_id == model.id).order_by(stage_history.c.id)
+    )
+    return [
+        StageChange(
+            version=r.version,
+            from_stage=Stage(r.from_stage) if r.from_stage else None,
+            to_stage=Stage(r.to_stage),
+            actor=r.actor,
+            reason=r.reason,
+            kind=r.kind,
+            at=r.at,
+        )
+        for r in rows
+    ]
+
+
+def production_at(conn: Connection, name: str, at: datetime) -> ProductionAt:
+    """Which version was in production at ``at``, since when, and who approved it."""
+    model = model_row(conn, name)
+    row = conn.execute(
+        sa.select(stage_history)
+        .where(
+            stage_history.c.model_id == model.id,
+            stage_history.c.at <= at,
+            sa.or_(
+                stage_history.c.to_stage == Stage.PRODUCTION.value,
+                stage_history.c.from_stage == Stage.PRODUCTION.value,
+            ),
+        )
+        .order_by(stage_history.c.at.desc(), stage_history.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.to_stage != Stage.PRODUCTION.value:
+        return ProductionAt(model=name, at=at, version=None)
+    return ProductionAt(
+        model=name,
+        at=at,
+        version=row.version,
+        since=row.at,
+        promoted_by=row.actor,
+        approved_by=list(row.approved_by or []),
+        how=row.kind,
+    )
+
+
+def impact(
+    conn: Connection, *, digest: str | None = None, uri: str | None = None, commit: str | None = None
+) -> list[dict[str, Any]]:
+    """Versions that used a dataset (by digest or URI) or a code commit (full SHA or prefix)."""
+    cols = [models.c.name.label("model"), versions.c.version, versions.c.stage]
+    base = versions.join(models, models.c.id == versions.c.model_id)
+    if commit is not None:
+        stmt = sa.select(*cols, versions.c.code_commit.label("commit")).select_from(base)
+        cond = (
+            versions.c.code_commit == commit
+            if len(commit) >= 40
+            else versions.c.code_commit.startswith(commit, autoescape=True)
+        )
+        stmt = stmt.where(cond)
+    else:
+        stmt = (
+            sa.select(*cols, datasets.c.role, datasets.c.uri, datasets.c.sha256)
+            .select_from(base.join(datasets, datasets.c.version_id == versions.c.id))
+        )
+        conds = []
+        if digest is not None:
+            conds.append(datasets.c.sha256 == digest)
+        if uri is not None:
+            conds.append(datasets.c.uri == uri)
+        stmt = stmt.where(sa.or_(*conds))
+    stmt = stmt.order_by(models.c.name, versions.c.version)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
