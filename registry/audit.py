@@ -25,9 +25,9 @@ GENESIS = "0" * 64
 
 def canonical(obj: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, UTF-8, no insignificant whitespace, finite numbers."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def _body(
@@ -71,9 +71,7 @@ def append(
     """Append one event to the chain inside the current write transaction."""
     # Round-trip the payload so what is stored and what is hashed are the same JSON.
     clean = json.loads(canonical(payload or {}))
-    head = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).one()
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     seq = head.seq + 1
     body = _body(seq, at, actor, db_user, action, model, version, clean)
     digest = link_hash(head.hash, body)
@@ -91,9 +89,7 @@ def append(
             hash=digest,
         )
     )
-    conn.execute(
-        audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest)
-    )
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
     return AuditEvent(
         seq=seq,
         at=at,
@@ -155,7 +151,13 @@ def verify(conn: Connection) -> VerifyReport:
             return _bad(count, row.seq, "prev_hash does not match the previous event's hash")
         try:
             body = _body(
-                row.seq, row.at, row.actor, row.db_user, row.action, row.model, row.version,
+                row.seq,
+                row.at,
+                row.actor,
+                row.db_user,
+                row.action,
+                row.model,
+                row.version,
                 row.payload,
             )
             recomputed = link_hash(prev, body)
@@ -165,9 +167,7 @@ def verify(conn: Connection) -> VerifyReport:
             return _bad(count, row.seq, "hash does not match the event's content")
         prev = row.hash
         expected_seq += 1
-    head = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).one()
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     if head.seq != expected_seq - 1 or head.hash != prev:
         return _bad(count, expected_seq, f"chain ends at seq {expected_seq - 1}, head says {head.seq}")
     return VerifyReport(ok=True, events=count)

@@ -123,9 +123,7 @@ class VersionSpec(BaseModel):
             try:
                 number = float(v)
             except ValueError:
-                raise InvalidInput(
-                    f"metric {key}: {v!r} is not a number", field=f"metric {key}"
-                ) from None
+                raise InvalidInput(f"metric {key}: {v!r} is not a number", field=f"metric {key}") from None
             if not math.isfinite(number):
                 raise InvalidInput(f"metric {key}: {v!r} is not finite", field=f"metric {key}")
         return value

@@ -84,9 +84,7 @@ def point_alias(
     if old == new:
         return old
     if old is not None:
-        conn.execute(
-            aliases.delete().where(aliases.c.model_id == model_id, aliases.c.alias == alias)
-        )
+        conn.execute(aliases.delete().where(aliases.c.model_id == model_id, aliases.c.alias == alias))
     if target is not None:
         conn.execute(
             aliases.insert().values(
@@ -115,8 +113,14 @@ def current_decisions(conn: Connection, row: Row[Any], target: Stage) -> list[Ro
 
 
 def check_decider(
-    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage, actor: str,
-    *, approving: bool,
+    conn: Connection,
+    policy: Policy,
+    row: Row[Any],
+    model: str,
+    target: Stage,
+    actor: str,
+    *,
+    approving: bool,
 ) -> None:
     """Refuse a decision the policy does not allow from ``actor`` on this version now."""
     current = Stage(row.stage)
@@ -150,9 +154,7 @@ def check_decider(
         )
 
 
-def check_entry(
-    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage
-) -> list[str]:
+def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage) -> list[str]:
     """Refuse entry to ``target`` unless the policy's approvals and gates are met.
 
     Returns the approvers whose decisions counted.
@@ -239,13 +241,16 @@ def plan_rollback(conn: Connection, model_id: int, model: str) -> tuple[Row[Any]
 
 def last_approvers(conn: Connection, version_id: int) -> list[str]:
     """Approvers recorded when this version last entered production by promotion."""
-    return conn.execute(
-        sa.select(stage_history.c.approved_by)
-        .where(
-            stage_history.c.version_id == version_id,
-            stage_history.c.to_stage == Stage.PRODUCTION.value,
-            stage_history.c.kind == "promote",
-        )
-        .order_by(stage_history.c.id.desc())
-        .limit(1)
-    ).scalar() or []
+    return (
+        conn.execute(
+            sa.select(stage_history.c.approved_by)
+            .where(
+                stage_history.c.version_id == version_id,
+                stage_history.c.to_stage == Stage.PRODUCTION.value,
+                stage_history.c.kind == "promote",
+            )
+            .order_by(stage_history.c.id.desc())
+            .limit(1)
+        ).scalar()
+        or []
+    )

@@ -79,9 +79,7 @@ def version_row(conn: Connection, name: str, version: int) -> Row[Any]:
 def production_row(conn: Connection, model_id: int) -> Row[Any] | None:
     """The version currently in production, if any (served by the partial unique index)."""
     return conn.execute(
-        sa.select(versions).where(
-            versions.c.model_id == model_id, versions.c.stage == Stage.PRODUCTION.value
-        )
+        sa.select(versions).where(versions.c.model_id == model_id, versions.c.stage == Stage.PRODUCTION.value)
     ).first()
 
 
@@ -321,9 +319,8 @@ def impact(
         )
         stmt = stmt.where(cond)
     else:
-        stmt = (
-            sa.select(*cols, datasets.c.role, datasets.c.uri, datasets.c.sha256)
-            .select_from(base.join(datasets, datasets.c.version_id == versions.c.id))
+        stmt = sa.select(*cols, datasets.c.role, datasets.c.uri, datasets.c.sha256).select_from(
+            base.join(datasets, datasets.c.version_id == versions.c.id)
         )
         conds = []
         if digest is not None:

@@ -17,6 +17,4 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
         if not number.isdigit() or int(number) < 1:
             raise InvalidInput(f"version: {number!r} is not a positive integer", field="version")
         return name, int(number), None
-    raise InvalidInput(
-        f"reference: {ref!r} must be NAME/VERSION or NAME@ALIAS", field="reference"
-    )
+    raise InvalidInput(f"reference: {ref!r} must be NAME/VERSION or NAME@ALIAS", field="reference")

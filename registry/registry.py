@@ -33,6 +33,7 @@ from registry.entities import (
     check_name,
 )
 from registry.errors import AuditChainBroken, InvalidInput, Refused
+from registry.model_io import ModelIO
 from registry.policy import Policy
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
@@ -48,7 +49,7 @@ def _spec_error(exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"{field}: {err['msg']}", field=field)
 
 
-class Registry:
+class Registry(ModelIO):
     """The model registry: versions, lineage, stages, aliases, approvals, evidence, audit.
 
     ``Registry()`` reads ``GOVFLOW_REGISTRY_URL``, ``GOVFLOW_ARTIFACT_ROOT`` and
@@ -91,17 +92,34 @@ class Registry:
     # --- audit helper -----------------------------------------------------------------------
 
     def _audit(
-        self, conn: Connection, at: datetime, actor: str, action: str, model: str | None,
-        version: int | None, payload: dict[str, Any],
+        self,
+        conn: Connection,
+        at: datetime,
+        actor: str,
+        action: str,
+        model: str | None,
+        version: int | None,
+        payload: dict[str, Any],
     ) -> AuditEvent:
         return audit.append(
-            conn, at=at, actor=actor, action=action, model=model, version=version,
-            payload=payload, db_user=self.db.db_user,
+            conn,
+            at=at,
+            actor=actor,
+            action=action,
+            model=model,
+            version=version,
+            payload=payload,
+            db_user=self.db.db_user,
         )
 
     def record(
-        self, action: str, *, model: str | None = None, version: int | None = None,
-        payload: dict[str, Any] | None = None, actor: str | None = None,
+        self,
+        action: str,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
     ) -> AuditEvent:
         """Append a free-standing audit event (a deploy, a pickle opt-in, a degraded server)."""
         who = resolve_actor(actor)
@@ -186,30 +204,57 @@ class Registry:
                 )
             conn.execute(
                 stage_history.insert().values(
-                    model_id=model_id, version_id=version_id, version=number, from_stage=None,
-                    to_stage=Stage.DEVELOPMENT.value, kind="register", actor=who, at=at,
+                    model_id=model_id,
+                    version_id=version_id,
+                    version=number,
+                    from_stage=None,
+                    to_stage=Stage.DEVELOPMENT.value,
+                    kind="register",
+                    actor=who,
+                    at=at,
                 )
             )
-            self._audit(conn, at, who, "version.registered", name, number, {
-                "artifact": {"sha256": blob.sha256, "uri": blob.uri, "size": blob.size,
-                             "format": artifact_format},
-                "datasets": [{"role": d.role.value, "uri": d.uri, "sha256": d.sha256}
-                             for d in lineage.datasets],
-                "code": lineage.code.model_dump(),
-                "run": lineage.run.model_dump(),
-                "metrics": metrics,
-            })
+            self._audit(
+                conn,
+                at,
+                who,
+                "version.registered",
+                name,
+                number,
+                {
+                    "artifact": {
+                        "sha256": blob.sha256,
+                        "uri": blob.uri,
+                        "size": blob.size,
+                        "format": artifact_format,
+                    },
+                    "datasets": [
+                        {"role": d.role.value, "uri": d.uri, "sha256": d.sha256} for d in lineage.datasets
+                    ],
+                    "code": lineage.code.model_dump(),
+                    "run": lineage.run.model_dump(),
+                    "metrics": metrics,
+                },
+            )
             return number
 
         number = self.db.transact(work)
         return ModelVersion(
-            model=name, version=number, stage=Stage.DEVELOPMENT,
-            artifact={"uri": blob.uri, "sha256": blob.sha256, "size": blob.size,
-                      "format": artifact_format},
-            params=spec.params, metrics=metrics, tags=spec.tags, lineage=lineage,
-            input_schema=spec.input_schema, drift_reference=spec.drift_reference,
-            description=spec.description, registered_by=who, registered_at=at,
-            stage_changed_at=at, review_round=0,
+            model=name,
+            version=number,
+            stage=Stage.DEVELOPMENT,
+            artifact={"uri": blob.uri, "sha256": blob.sha256, "size": blob.size, "format": artifact_format},
+            params=spec.params,
+            metrics=metrics,
+            tags=spec.tags,
+            lineage=lineage,
+            input_schema=spec.input_schema,
+            drift_reference=spec.drift_reference,
+            description=spec.description,
+            registered_by=who,
+            registered_at=at,
+            stage_changed_at=at,
+            review_round=0,
         )
 
     # --- reads ----------------------------------------------------------------------------
@@ -236,8 +281,11 @@ class Registry:
                 return queries.resolve_alias(conn, name, alias)
             row = queries.version_row(conn, name, number or 0)
             return VersionRef(
-                model=name, version=row.version, stage=Stage(row.stage),
-                artifact_uri=row.artifact_uri, artifact_sha256=row.artifact_sha256,
+                model=name,
+                version=row.version,
+                stage=Stage(row.stage),
+                artifact_uri=row.artifact_uri,
+                artifact_sha256=row.artifact_sha256,
                 artifact_format=row.artifact_format,
             )
 
@@ -279,7 +327,12 @@ class Registry:
     # --- lifecycle ------------------------------------------------------------------------
 
     def transition(
-        self, name: str, version: int, stage: str | Stage, *, reason: str | None = None,
+        self,
+        name: str,
+        version: int,
+        stage: str | Stage,
+        *,
+        reason: str | None = None,
         actor: str | None = None,
     ) -> ModelVersion:
         """Move a version along the stage graph; entering a stage enforces the policy.
@@ -300,20 +353,28 @@ class Registry:
             if target == Stage.PRODUCTION:
                 old = queries.production_row(conn, row.model_id)
                 if old is not None:
-                    lifecycle.move(conn, old, Stage.ARCHIVED, kind="demote", actor=who,
-                                   reason=f"superseded by version {version}", at=at)
+                    lifecycle.move(
+                        conn,
+                        old,
+                        Stage.ARCHIVED,
+                        kind="demote",
+                        actor=who,
+                        reason=f"superseded by version {version}",
+                        at=at,
+                    )
                     payload["replaced"] = old.version
-                lifecycle.move(conn, row, target, kind="promote", actor=who, reason=reason,
-                               at=at, approved_by=approvers)
-                lifecycle.point_alias(conn, row.model_id, lifecycle.PRODUCTION_ALIAS, row,
-                                      actor=who, at=at)
+                lifecycle.move(
+                    conn, row, target, kind="promote", actor=who, reason=reason, at=at, approved_by=approvers
+                )
+                lifecycle.point_alias(conn, row.model_id, lifecycle.PRODUCTION_ALIAS, row, actor=who, at=at)
                 payload["approved_by"] = approvers
                 action = "version.promoted"
             else:
                 lifecycle.move(conn, row, target, kind="transition", actor=who, reason=reason, at=at)
                 if current == Stage.PRODUCTION:
-                    lifecycle.point_alias(conn, row.model_id, lifecycle.PRODUCTION_ALIAS, None,
-                                          actor=who, at=at)
+                    lifecycle.point_alias(
+                        conn, row.model_id, lifecycle.PRODUCTION_ALIAS, None, actor=who, at=at
+                    )
                 action = "version.transitioned"
             self._audit(conn, at, who, action, name, version, payload)
 
@@ -321,14 +382,24 @@ class Registry:
         return self.get_version(name, version)
 
     def approve(
-        self, name: str, version: int, *, reason: str | None = None, actor: str | None = None,
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
         stage: str | Stage = Stage.PRODUCTION,
     ) -> Approval:
         """Record an approve decision; refuses the registrant, a repeat decider, a non-approver."""
         return self._decide(name, version, "approve", reason, actor, parse_stage(stage))
 
     def reject(
-        self, name: str, version: int, *, reason: str, actor: str | None = None,
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str,
+        actor: str | None = None,
         stage: str | Stage = Stage.PRODUCTION,
     ) -> Approval:
         """Record a reject decision and send a staged version back to development."""
@@ -337,7 +408,12 @@ class Registry:
         return self._decide(name, version, "reject", reason, actor, parse_stage(stage))
 
     def _decide(
-        self, name: str, version: int, decision: str, reason: str | None, actor: str | None,
+        self,
+        name: str,
+        version: int,
+        decision: str,
+        reason: str | None,
+        actor: str | None,
         target: Stage,
     ) -> Approval:
         who = resolve_actor(actor)
@@ -345,21 +421,35 @@ class Registry:
 
         def work(conn: Connection) -> Approval:
             row = queries.version_row(conn, name, version)
-            lifecycle.check_decider(conn, self.policy, row, name, target, who,
-                                    approving=decision == "approve")
-            conn.execute(approvals.insert().values(
-                version_id=row.id, decision=decision, actor=who, reason=reason,
-                target_stage=target.value, review_round=row.review_round, at=at,
-            ))
+            lifecycle.check_decider(
+                conn, self.policy, row, name, target, who, approving=decision == "approve"
+            )
+            conn.execute(
+                approvals.insert().values(
+                    version_id=row.id,
+                    decision=decision,
+                    actor=who,
+                    reason=reason,
+                    target_stage=target.value,
+                    review_round=row.review_round,
+                    at=at,
+                )
+            )
             payload: dict[str, Any] = {"target_stage": target.value, "reason": reason}
             if decision == "reject" and Stage(row.stage) != Stage.DEVELOPMENT:
-                lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=who,
-                               reason=reason, at=at)
+                lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=who, reason=reason, at=at)
                 payload["moved_to"] = Stage.DEVELOPMENT.value
             action = "version.approved" if decision == "approve" else "version.rejected"
             self._audit(conn, at, who, action, name, version, payload)
-            return Approval(decision=decision, actor=who, reason=reason, target_stage=target,
-                            at=at, review_round=row.review_round, current=decision == "approve")
+            return Approval(
+                decision=decision,
+                actor=who,
+                reason=reason,
+                target_stage=target,
+                at=at,
+                review_round=row.review_round,
+                current=decision == "approve",
+            )
 
         return self.db.transact(work)
 
@@ -378,17 +468,43 @@ class Registry:
             model = queries.model_row(conn, name)
             current, target = lifecycle.plan_rollback(conn, model.id, name)
             approvers = lifecycle.last_approvers(conn, target.id)
-            lifecycle.move(conn, current, Stage.ARCHIVED, kind="rollback", actor=who,
-                           reason=reason, at=at, rolled_back=True)
-            lifecycle.move(conn, target, Stage.PRODUCTION, kind="rollback", actor=who,
-                           reason=reason, at=at, approved_by=approvers)
-            lifecycle.point_alias(conn, model.id, lifecycle.PRODUCTION_ALIAS, target,
-                                  actor=who, at=at)
-            self._audit(conn, at, who, "model.rolled_back", name, target.version, {
-                "from_version": current.version, "to_version": target.version, "reason": reason,
-            })
-            return RollbackResult(model=name, demoted=current.version, restored=target.version,
-                                  reason=reason, actor=who, at=at)
+            lifecycle.move(
+                conn,
+                current,
+                Stage.ARCHIVED,
+                kind="rollback",
+                actor=who,
+                reason=reason,
+                at=at,
+                rolled_back=True,
+            )
+            lifecycle.move(
+                conn,
+                target,
+                Stage.PRODUCTION,
+                kind="rollback",
+                actor=who,
+                reason=reason,
+                at=at,
+                approved_by=approvers,
+            )
+            lifecycle.point_alias(conn, model.id, lifecycle.PRODUCTION_ALIAS, target, actor=who, at=at)
+            self._audit(
+                conn,
+                at,
+                who,
+                "model.rolled_back",
+                name,
+                target.version,
+                {
+                    "from_version": current.version,
+                    "to_version": target.version,
+                    "reason": reason,
+                },
+            )
+            return RollbackResult(
+                model=name, demoted=current.version, restored=target.version, reason=reason, actor=who, at=at
+            )
 
         return self.db.transact(work)
 
@@ -405,8 +521,9 @@ class Registry:
     def _alias(self, name: str, alias: str, version: int | None, actor: str | None) -> None:
         check_name(alias, "alias")
         if alias == lifecycle.PRODUCTION_ALIAS:
-            raise Refused("alias production follows the production stage; use transition or "
-                          "rollback", model=name)
+            raise Refused(
+                "alias production follows the production stage; use transition or rollback", model=name
+            )
         who = resolve_actor(actor)
         at = _now()
 
@@ -417,22 +534,31 @@ class Registry:
             if version is None and old is None:
                 queries.resolve_alias(conn, name, alias)  # raises AliasNotFound
             action = "alias.set" if version is not None else "alias.removed"
-            self._audit(conn, at, who, action, name, version,
-                        {"alias": alias, "version": version, "previous": old})
+            self._audit(
+                conn, at, who, action, name, version, {"alias": alias, "version": version, "previous": old}
+            )
 
         self.db.transact(work)
 
     def add_evidence(
-        self, name: str, version: int, *, gate: str, passed: bool, value: float | None = None,
-        threshold: float | None = None, details: dict[str, Any] | None = None,
+        self,
+        name: str,
+        version: int,
+        *,
+        gate: str,
+        passed: bool,
+        value: float | None = None,
+        threshold: float | None = None,
+        details: dict[str, Any] | None = None,
         actor: str | None = None,
     ) -> Evidence:
         """Attach a gate result to a version (append-only; the latest per gate counts)."""
         if not gate or len(gate) > 128:
             raise InvalidInput(f"gate: {gate!r} must be 1 to 128 characters", field="gate")
         for label, number in (("value", value), ("threshold", threshold)):
-            if number is not None and not (isinstance(number, int | float) and
-                                           abs(float(number)) < float("inf")):
+            if number is not None and not (
+                isinstance(number, int | float) and abs(float(number)) < float("inf")
+            ):
                 raise InvalidInput(f"{label}: {number!r} is not a finite number", field=label)
         try:
             clean = json.loads(audit.canonical(details or {}))
@@ -440,14 +566,22 @@ class Registry:
             raise InvalidInput(f"details: not JSON-serializable: {exc}", field="details") from None
         who = resolve_actor(actor)
         at = _now()
-        ev = Evidence(gate=gate, passed=passed, value=value, threshold=threshold, details=clean,
-                      actor=who, at=at)
+        ev = Evidence(
+            gate=gate, passed=passed, value=value, threshold=threshold, details=clean, actor=who, at=at
+        )
 
         def work(conn: Connection) -> Evidence:
             row = queries.version_row(conn, name, version)
             conn.execute(evidence.insert().values(version_id=row.id, **ev.model_dump()))
-            self._audit(conn, at, who, "evidence.added", name, version,
-                        {"gate": gate, "passed": passed, "value": value, "threshold": threshold})
+            self._audit(
+                conn,
+                at,
+                who,
+                "evidence.added",
+                name,
+                version,
+                {"gate": gate, "passed": passed, "value": value, "threshold": threshold},
+            )
             return ev
 
         return self.db.transact(work)

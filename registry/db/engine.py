@@ -104,15 +104,14 @@ class Database:
         """
         for attempt in range(RETRIES):
             try:
-                with self._translate(retry=True), self.engine.connect().execution_options(
-                    govflow_write=True
-                ) as conn:
+                with (
+                    self._translate(retry=True),
+                    self.engine.connect().execution_options(govflow_write=True) as conn,
+                ):
                     with conn.begin():
                         if self.dialect == "postgresql":
                             conn.execute(
-                                sa.select(audit_head.c.seq)
-                                .where(audit_head.c.id == 1)
-                                .with_for_update()
+                                sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()
                             )
                         return work(conn)
             except _Retry:

@@ -71,6 +71,5 @@ def ensure_schema(db: Database) -> None:
         upgrade(db)
         return
     raise SchemaOutdated(
-        f"registry {db.safe_url} is at schema {current}, this code needs {head}: "
-        "run `govflow db upgrade`"
+        f"registry {db.safe_url} is at schema {current}, this code needs {head}: run `govflow db upgrade`"
     )

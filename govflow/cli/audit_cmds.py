@@ -1,0 +1,120 @@
+"""Audit, alias, evidence and database commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from govflow.cli import app
+from govflow.cli.common import console, emit_json, fmt_time, open_registry
+from govflow.cli.registry_cmds import ActorOpt, JsonOpt
+from registry.config import Settings
+from registry.db import Database
+from registry.db.migrate import upgrade as upgrade_schema
+
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+alias_app = typer.Typer(help="Named pointers to versions.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Gate results kept on versions.", no_args_is_help=True)
+db_app = typer.Typer(help="The registry database.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(alias_app, name="alias")
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(db_app, name="db")
+
+
+@audit_app.command("log")
+def audit_log(
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's events.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the last N events.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print audit events in chain order."""
+    events = open_registry().audit_log(model=model, limit=limit)
+    if json_out:
+        emit_json(events)
+        return
+    table = Table(title="audit trail")
+    for col in ("seq", "time (UTC)", "actor", "action", "model", "version", "hash"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(
+            str(e.seq), fmt_time(e.at), e.actor, e.action, e.model or "-", str(e.version or "-"), e.hash[:12]
+        )
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(json_out: JsonOpt = False) -> None:
+    """Recompute the hash chain. Exit 0 when intact, 1 naming the first bad seq."""
+    report = open_registry().verify_audit()
+    if json_out:
+        emit_json(report)
+    elif report.ok:
+        console.print(f"audit chain OK: {report.events} events verified")
+    else:
+        print(f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(path: Annotated[Path, typer.Argument(help="JSONL file to write.")]) -> None:
+    """Write the whole chain as JSONL."""
+    count = open_registry().export_audit(path)
+    console.print(f"wrote {count} events to {path}")
+
+
+@alias_app.command("set")
+def alias_set(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. champion.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    actor: ActorOpt = None,
+) -> None:
+    """Point NAME@ALIAS at VERSION (production is managed by stages)."""
+    open_registry().set_alias(name, alias, version, actor=actor)
+    console.print(f"{name}@{alias} -> {version}")
+
+
+@alias_app.command("rm")
+def alias_rm(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+    actor: ActorOpt = None,
+) -> None:
+    """Remove NAME@ALIAS."""
+    open_registry().remove_alias(name, alias, actor=actor)
+    console.print(f"{name}@{alias} removed")
+
+
+@evidence_app.command("add")
+def evidence_add(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    gate: Annotated[str, typer.Option("--gate", help="Gate name.")],
+    passed: Annotated[bool, typer.Option("--passed/--failed", help="Outcome.")],
+    value: Annotated[float | None, typer.Option("--value")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Attach a gate result to a version."""
+    ev = open_registry().add_evidence(
+        name, version, gate=gate, passed=passed, value=value, threshold=threshold, actor=actor
+    )
+    if json_out:
+        emit_json(ev)
+    else:
+        console.print(f"{name}/{version}: gate {gate} {'passed' if passed else 'failed'}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations to the registry database."""
+    db = Database(Settings.from_env().url)
+    before, after = upgrade_schema(db)
+    console.print(f"registry {db.safe_url}: schema {before or 'empty'} -> {after}")

@@ -1,0 +1,294 @@
+"""Registry commands: register, list, show, move through stages, decide, roll back, ask."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from govflow.cli import app
+from govflow.cli.common import (
+    console,
+    emit_json,
+    fmt_time,
+    open_registry,
+    parse_pairs,
+    parse_param,
+)
+from registry.datasets import dataset_ref
+from registry.entities import CodeRef, Lineage, ModelVersion
+from registry.errors import InvalidInput
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who is acting (default: GOVFLOW_ACTOR, then OS user).")
+]
+
+
+@app.command()
+def register(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. credit-risk.")],
+    artifact: Annotated[Path, typer.Option("--artifact", help="Model file to store.")],
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="K=V, finite number.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="K=V hyperparameter.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="K=V tag.")] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="ROLE=PATH_OR_URI (train, eval, reference); a local path is hashed."),
+    ] = None,
+    commit: Annotated[str | None, typer.Option("--commit", help="Git commit SHA of the code.")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="Code repository.")] = None,
+    dirty: Annotated[bool, typer.Option("--dirty", help="The work tree had local changes.")] = False,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Store an artifact and register it as the next version of NAME."""
+    if not artifact.is_file():
+        raise InvalidInput(f"--artifact: {artifact} is not a readable file", field="artifact")
+    datasets = [dataset_ref(role, target) for role, target in parse_pairs(dataset, "--dataset").items()]
+    reg = open_registry()
+    v = reg.register(
+        name,
+        artifact,
+        actor=actor,
+        metrics=parse_pairs(metric, "--metric"),
+        params={k: parse_param(v) for k, v in parse_pairs(param, "--param").items()},
+        tags=parse_pairs(tag, "--tag"),
+        lineage=Lineage(datasets=datasets, code=CodeRef(repo=repo, commit=commit, dirty=dirty)),
+        description=description,
+    )
+    if json_out:
+        emit_json(
+            {
+                "model": v.model,
+                "version": v.version,
+                "stage": v.stage.value,
+                "artifact_sha256": v.artifact.sha256,
+                "artifact_uri": v.artifact.uri,
+                "registered_by": v.registered_by,
+            }
+        )
+    else:
+        console.print(f"registered [bold]{v.ref}[/] ({v.stage.value}) sha256 {v.artifact.sha256[:12]}")
+
+
+@app.command()
+def versions(name: Annotated[str, typer.Argument(help="Model name.")], json_out: JsonOpt = False) -> None:
+    """List the versions of NAME, newest first."""
+    rows = open_registry().versions(name)
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table(title=f"{name} versions")
+    for col in ("version", "stage", "aliases", "registered by", "registered at", "metrics"):
+        table.add_column(col)
+    for v in rows:
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
+        stage = v.stage.value + (" (rolled back)" if v.rolled_back else "")
+        table.add_row(
+            str(v.version), stage, ", ".join(v.aliases), v.registered_by, fmt_time(v.registered_at), metrics
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION or NAME@ALIAS.")], json_out: JsonOpt = False
+) -> None:
+    """Show one version: stage, aliases, metrics, lineage, approvals and evidence."""
+    v = open_registry().get(ref)
+    if json_out:
+        emit_json(v)
+        return
+    print_version(v)
+
+
+def print_version(v: ModelVersion) -> None:
+    """Human view of a version."""
+    console.print(f"[bold]{v.ref}[/]  stage={v.stage.value}  aliases={','.join(v.aliases) or '-'}")
+    console.print(f"artifact {v.artifact.uri} ({v.artifact.format}, {v.artifact.size} bytes)")
+    console.print(f"sha256   {v.artifact.sha256}")
+    console.print(f"registered by {v.registered_by} at {fmt_time(v.registered_at)}")
+    if v.rolled_back:
+        console.print(f"[red]rolled back[/]: {v.rollback_reason}")
+    if v.metrics:
+        console.print("metrics  " + ", ".join(f"{k}={val:.6g}" for k, val in sorted(v.metrics.items())))
+    code = v.lineage.code
+    if code.commit:
+        console.print(f"code     {code.repo or ''} {code.commit}{' (dirty)' if code.dirty else ''}")
+    for d in v.lineage.datasets:
+        console.print(f"data     {d.role.value}: {d.uri} sha256={(d.sha256 or '-')[:12]} rows={d.rows}")
+    for a in v.approvals:
+        mark = "" if a.current else " (earlier review)"
+        console.print(
+            f"decision {a.decision.value} by {a.actor} for {a.target_stage.value}"
+            f" at {fmt_time(a.at)}{mark}: {a.reason or ''}"
+        )
+    for e in v.evidence:
+        console.print(
+            f"gate     {e.gate}: {'passed' if e.passed else 'FAILED'} value={e.value} threshold={e.threshold}"
+        )
+
+
+@app.command()
+def transition(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    stage: Annotated[str, typer.Argument(help="development|staging|production|archived")],
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move a version to STAGE; production enforces approvals and gates."""
+    v = open_registry().transition(name, version, stage, reason=reason, actor=actor)
+    if json_out:
+        emit_json(v)
+    else:
+        console.print(f"{v.ref} is now in {v.stage.value}")
+
+
+@app.command()
+def approve(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
+    stage: Annotated[str, typer.Option("--stage", help="Target stage of the approval.")] = "production",
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve a version for STAGE (default production). The registrant may not approve."""
+    a = open_registry().approve(name, version, reason=reason, actor=actor, stage=stage)
+    resumed = _resume_waiting(name, version, approve=True, actor=a.actor, reason=reason)
+    if json_out:
+        emit_json(
+            {"model": name, "version": version, **a.model_dump(mode="json"), "resumed_flow_run": resumed}
+        )
+    else:
+        console.print(f"{name}/{version} approved by {a.actor} for {a.target_stage.value}")
+        if resumed:
+            console.print(f"resumed paused flow run {resumed}")
+
+
+@app.command()
+def reject(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+    stage: Annotated[str, typer.Option("--stage", help="Target stage of the decision.")] = "production",
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reject a version; a staged version goes back to development."""
+    a = open_registry().reject(name, version, reason=reason, actor=actor, stage=stage)
+    resumed = _resume_waiting(name, version, approve=False, actor=a.actor, reason=reason)
+    if json_out:
+        emit_json(
+            {"model": name, "version": version, **a.model_dump(mode="json"), "resumed_flow_run": resumed}
+        )
+    else:
+        console.print(f"{name}/{version} rejected by {a.actor}: {reason}")
+
+
+def _resume_waiting(name: str, version: int, *, approve: bool, actor: str, reason: str | None) -> str | None:
+    """Resume a paused retrain run waiting on this version, when the flows are installed."""
+    try:
+        from flows.approval import resume_waiting_run
+    except ImportError:
+        return None
+    return resume_waiting_run(name, version, approve=approve, approver=actor, reason=reason)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Demote the production version and restore the last approved one."""
+    r = open_registry().rollback(name, reason=reason, actor=actor)
+    if json_out:
+        emit_json(r)
+    else:
+        console.print(f"{name}: rolled back {r.demoted} -> {r.restored} ({reason})")
+
+
+@app.command("production-at")
+def production_at(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    iso_time: Annotated[str, typer.Argument(help="ISO 8601 time; no zone means UTC.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Which version was in production at a time, and who approved it."""
+    try:
+        at = datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"time: {iso_time!r} is not an ISO 8601 time", field="time") from None
+    if at.tzinfo is None:
+        from datetime import UTC
+
+        at = at.replace(tzinfo=UTC)
+    p = open_registry().production_at(name, at)
+    if json_out:
+        emit_json(p)
+    elif p.version is None:
+        console.print(f"{name}: no version was in production at {at.isoformat()}")
+    else:
+        console.print(
+            f"{name}/{p.version} was in production at {at.isoformat()} (since {fmt_time(p.since)}, "
+            f"by {p.how} by {p.promoted_by}; approved by {', '.join(p.approved_by) or 'nobody'})"
+        )
+
+
+@app.command()
+def impact(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Path, URI or sha256 of a dataset.")
+    ] = None,
+    commit: Annotated[str | None, typer.Option("--commit", help="Commit SHA or prefix.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Which versions used a dataset or a code commit."""
+    if (dataset is None) == (commit is None):
+        raise InvalidInput("impact: give exactly one of --dataset or --commit", field="dataset")
+    reg = open_registry()
+    if commit is not None:
+        hits = reg.impact(commit=commit)
+    else:
+        ref = dataset_ref("train", dataset) if dataset else None
+        assert ref is not None
+        hits = reg.impact(dataset=ref.uri, digest=ref.sha256)
+    if json_out:
+        emit_json(hits)
+        return
+    table = Table(title="impact")
+    cols = list(hits[0].keys()) if hits else ["model", "version", "stage"]
+    for col in cols:
+        table.add_column(col)
+    for h in hits:
+        table.add_row(*(str(h[c]) for c in cols))
+    console.print(table)
+
+
+@app.command()
+def models(json_out: JsonOpt = False) -> None:
+    """List models with their latest and production versions."""
+    rows = open_registry().models()
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table(title="models")
+    for col in ("name", "latest", "production", "aliases"):
+        table.add_column(col)
+    for m in rows:
+        table.add_row(
+            m.name,
+            str(m.latest_version),
+            str(m.production_version or "-"),
+            ", ".join(f"{k}->{v}" for k, v in sorted(m.aliases.items())),
+        )
+    console.print(table)
