@@ -168,8 +168,12 @@ def verify(conn: Connection) -> VerifyReport:
         prev = row.hash
         expected_seq += 1
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
-    if head.seq != expected_seq - 1 or head.hash != prev:
-        return _bad(count, expected_seq, f"chain ends at seq {expected_seq - 1}, head says {head.seq}")
+    last = expected_seq - 1
+    if head.seq != last or head.hash != prev:
+        # Past the head: an appended forgery; short of it: deleted tail events; equal: the last
+        # event was rewritten with a self-consistent hash.
+        bad = min(head.seq, last) + 1 if head.seq != last else last
+        return _bad(count, bad, f"chain ends at seq {last} ({prev[:12]}), head says {head.seq} ({head.hash[:12]})")
     return VerifyReport(ok=True, events=count)
 
 
