@@ -173,7 +173,9 @@ def verify(conn: Connection) -> VerifyReport:
         # Past the head: an appended forgery; short of it: deleted tail events; equal: the last
         # event was rewritten with a self-consistent hash.
         bad = min(head.seq, last) + 1 if head.seq != last else last
-        return _bad(count, bad, f"chain ends at seq {last} ({prev[:12]}), head says {head.seq} ({head.hash[:12]})")
+        return _bad(
+            count, bad, f"chain ends at seq {last} ({prev[:12]}), head says {head.seq} ({head.hash[:12]})"
+        )
     return VerifyReport(ok=True, events=count)
 
 

@@ -66,7 +66,13 @@ def test_reordering_is_detected(chain: Registry) -> None:
         for target, src in ((2, e3), (3, e2)):
             conn.execute(
                 sa.text("UPDATE audit_events SET actor=:a, payload=:p, hash=:h, prev_hash=:ph WHERE seq=:s"),
-                {"a": src.actor, "p": json.dumps(src.payload), "h": src.hash, "ph": src.prev_hash, "s": target},
+                {
+                    "a": src.actor,
+                    "p": json.dumps(src.payload),
+                    "h": src.hash,
+                    "ph": src.prev_hash,
+                    "s": target,
+                },
             )
     report = chain.verify_audit()
     assert (report.ok, report.first_bad_seq) == (False, 2)
@@ -75,15 +81,29 @@ def test_reordering_is_detected(chain: Registry) -> None:
 def test_inserted_event_is_detected(chain: Registry) -> None:
     last = chain.audit_log()[-1]
     # A forged event appended with a self-consistent hash but without moving the chain head.
-    body = {"seq": last.seq + 1, "at": last.at.isoformat(timespec="microseconds"), "actor": "mallory",
-            "db_user": None, "action": "version.promoted", "model": "churn", "version": 1, "payload": {}}
+    body = {
+        "seq": last.seq + 1,
+        "at": last.at.isoformat(timespec="microseconds"),
+        "actor": "mallory",
+        "db_user": None,
+        "action": "version.promoted",
+        "model": "churn",
+        "version": 1,
+        "payload": {},
+    }
     forged = hashlib.sha256(last.hash.encode() + canonical(body)).hexdigest()
     with chain.db.engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO audit_events (seq, at, actor, action, model, version, payload, prev_hash, hash) "
-                    "VALUES (:s, :at, 'mallory', 'version.promoted', 'churn', 1, '{}', :ph, :h)"),
-            {"s": last.seq + 1, "at": last.at.replace(tzinfo=None) if chain.db.dialect == "sqlite" else last.at,
-             "ph": last.hash, "h": forged},
+            sa.text(
+                "INSERT INTO audit_events (seq, at, actor, action, model, version, payload, prev_hash, hash) "
+                "VALUES (:s, :at, 'mallory', 'version.promoted', 'churn', 1, '{}', :ph, :h)"
+            ),
+            {
+                "s": last.seq + 1,
+                "at": last.at.replace(tzinfo=None) if chain.db.dialect == "sqlite" else last.at,
+                "ph": last.hash,
+                "h": forged,
+            },
         )
     report = chain.verify_audit()
     assert (report.ok, report.first_bad_seq) == (False, last.seq + 1)

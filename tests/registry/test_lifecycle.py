@@ -83,9 +83,7 @@ def test_approval_outside_review_stage_is_refused(registry: Registry, artifact) 
 
 
 def test_required_gates_missing_failed_then_passed(backend_url: str, tmp_path, artifact) -> None:
-    policy = Policy.from_dict(
-        {"stages": {"production": {"approvals": 1, "gates": ["accuracy", "fairness"]}}}
-    )
+    policy = Policy.from_dict({"stages": {"production": {"approvals": 1, "gates": ["accuracy", "fairness"]}}})
     reg = Registry(url=backend_url, artifact_root=str(tmp_path / "a"), policy=policy)
     _staged(reg, artifact)
     reg.approve("churn", 1, actor="bob")
@@ -107,9 +105,7 @@ def test_required_gates_missing_failed_then_passed(backend_url: str, tmp_path, a
     reg.close()
 
 
-def test_promotion_archives_previous_and_db_enforces_single_production(
-    registry: Registry, artifact
-) -> None:
+def test_promotion_archives_previous_and_db_enforces_single_production(registry: Registry, artifact) -> None:
     _promote(registry, artifact)
     _promote(registry, artifact)
     stages = {v.version: v.stage for v in registry.versions("churn")}

@@ -27,8 +27,13 @@ def test_register_records_artifact_lineage_and_audit(registry: Registry, artifac
         run=RunRef(flow_run_id="run-1", flow_name="retrain"),
     )
     v = registry.register(
-        "credit-risk", artifact, actor="alice", metrics={"auc": 0.91, "n": 3},
-        params={"depth": 4, "solver": "lbfgs"}, tags={"team": "risk"}, lineage=lineage,
+        "credit-risk",
+        artifact,
+        actor="alice",
+        metrics={"auc": 0.91, "n": 3},
+        params={"depth": 4, "solver": "lbfgs"},
+        tags={"team": "risk"},
+        lineage=lineage,
         input_schema=[{"name": "age", "dtype": "int64"}],
     )
     assert (v.version, v.stage, v.artifact.sha256) == (1, Stage.DEVELOPMENT, digest)
@@ -134,7 +139,9 @@ def test_impact_by_digest_uri_and_commit(registry: Registry, artifact: Path) -> 
     d1 = DatasetRef(role="train", uri="s3://d/a.csv", sha256="1" * 64)
     d2 = DatasetRef(role="eval", uri="s3://d/b.csv", sha256="2" * 64)
     registry.register("a", artifact, actor="x", lineage=Lineage(datasets=[d1], code=CodeRef(commit="abc123")))
-    registry.register("b", artifact, actor="x", lineage=Lineage(datasets=[d1, d2], code=CodeRef(commit="def456")))
+    registry.register(
+        "b", artifact, actor="x", lineage=Lineage(datasets=[d1, d2], code=CodeRef(commit="def456"))
+    )
     hits = registry.impact(digest="1" * 64)
     assert [(h["model"], h["version"], h["role"]) for h in hits] == [("a", 1, "train"), ("b", 1, "train")]
     assert [h["model"] for h in registry.impact(dataset="s3://d/b.csv")] == ["b"]
@@ -157,3 +164,15 @@ def test_policy_files_are_validated(tmp_path: Path) -> None:
         Policy.load(unknown)
     with pytest.raises(PolicyError, match="cannot read"):
         Policy.load(tmp_path / "missing.toml")
+
+
+def test_shipped_head_matches_migration_scripts() -> None:
+    from registry.db.migrate import HEAD, head_revision
+
+    assert head_revision() == HEAD
+
+
+def test_db_upgrade_is_idempotent(registry: Registry) -> None:
+    from registry.db.migrate import HEAD
+
+    assert registry.upgrade() == (HEAD, HEAD)
