@@ -18,9 +18,7 @@ from checks._inputs import as_1d, as_scores, finite_or_none, no_missing, same_le
 from checks.result import GateResult
 from registry.errors import InvalidInput, map_exceptions
 
-Metric = Literal[
-    "accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"
-]
+Metric = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"]
 METRICS: tuple[str, ...] = get_args(Metric)
 LABEL_METRICS = frozenset({"accuracy", "balanced_accuracy", "f1"})
 SCORE_METRICS = frozenset({"roc_auc", "log_loss"})
@@ -70,8 +68,7 @@ def metric_gate(
     value = _compute(metric, y, pred, pos_label)
     passed = (lo is None or value >= lo) and (hi is None or value <= hi)
     bounds = " and ".join(
-        s for s in (f">= {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else "")
-        if s
+        s for s in (f">= {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else "") if s
     )
     return GateResult(
         name=name or f"performance.{metric}",
@@ -105,9 +102,7 @@ def _sklearn_refusal(metric: str) -> Callable[[BaseException], InvalidInput]:
 
 def _two_classes(metric: str, y: np.ndarray) -> None:
     if np.unique(y).size < 2:
-        raise InvalidInput(
-            f"{metric} is undefined when y_true has a single class", field="y_true"
-        )
+        raise InvalidInput(f"{metric} is undefined when y_true has a single class", field="y_true")
 
 
 def _f1(y: np.ndarray, pred: np.ndarray, pos_label: Any) -> float:

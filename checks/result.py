@@ -41,9 +41,7 @@ class GateResult(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(
-        min_length=1, description="Gate name, as the policy refers to it (e.g. 'fairness')."
-    )
+    name: str = Field(min_length=1, description="Gate name, as the policy refers to it (e.g. 'fairness').")
     passed: bool = Field(description="True when the gate is cleared.")
     metric: str = Field(description="The quantity the gate decides on (e.g. 'roc_auc').")
     value: float | None = Field(
@@ -145,4 +143,3 @@ class GateReport(BaseModel):
 
 def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.6g}"
-

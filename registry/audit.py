@@ -22,6 +22,15 @@ from registry.entities import AuditEvent, VerifyReport
 
 GENESIS = "0" * 64
 
+# Prebuilt statements: appends sit on every write path, so skip per-call SQL construction.
+_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_INSERT = audit_events.insert()
+_MOVE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == 1)
+    .values(seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+)
+
 
 def canonical(obj: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, UTF-8, no insignificant whitespace, finite numbers."""
@@ -71,25 +80,26 @@ def append(
     """Append one event to the chain inside the current write transaction."""
     # Round-trip the payload so what is stored and what is hashed are the same JSON.
     clean = json.loads(canonical(payload or {}))
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    head = conn.execute(_HEAD).one()
     seq = head.seq + 1
     body = _body(seq, at, actor, db_user, action, model, version, clean)
     digest = link_hash(head.hash, body)
     conn.execute(
-        audit_events.insert().values(
-            seq=seq,
-            at=at,
-            actor=actor,
-            db_user=db_user,
-            action=action,
-            model=model,
-            version=version,
-            payload=clean,
-            prev_hash=head.hash,
-            hash=digest,
-        )
+        _INSERT,
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "db_user": db_user,
+            "action": action,
+            "model": model,
+            "version": version,
+            "payload": clean,
+            "prev_hash": head.hash,
+            "hash": digest,
+        },
     )
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    conn.execute(_MOVE_HEAD, {"b_seq": seq, "b_hash": digest})
     return AuditEvent(
         seq=seq,
         at=at,
@@ -167,7 +177,7 @@ def verify(conn: Connection) -> VerifyReport:
             return _bad(count, row.seq, "hash does not match the event's content")
         prev = row.hash
         expected_seq += 1
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    head = conn.execute(_HEAD).one()
     last = expected_seq - 1
     if head.seq != last or head.hash != prev:
         # Past the head: an appended forgery; short of it: deleted tail events; equal: the last

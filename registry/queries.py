@@ -24,6 +24,7 @@ from registry.entities import (
     CodeRef,
     ColumnSpec,
     DatasetRef,
+    DatasetRole,
     Evidence,
     Lineage,
     ModelSummary,
@@ -53,10 +54,26 @@ _RESOLVE_ALIAS = (
 )
 
 
-def model_row(conn: Connection, name: str, *, lock: bool = False) -> Row[Any]:
+_MODEL = sa.select(models).where(models.c.name == sa.bindparam("name"))
+_VERSION = (
+    sa.select(versions, models.c.name.label("model_name"))
+    .join(models, models.c.id == versions.c.model_id)
+    .where(models.c.name == sa.bindparam("name"), versions.c.version == sa.bindparam("version"))
+)
+_PRODUCTION = sa.select(versions).where(
+    versions.c.model_id == sa.bindparam("m"), versions.c.stage == Stage.PRODUCTION.value
+)
+_DATASETS = sa.select(datasets).where(datasets.c.version_id == sa.bindparam("v")).order_by(datasets.c.id)
+_ALIAS_NAMES = sa.select(aliases.c.alias).where(aliases.c.version_id == sa.bindparam("v"))
+_ALL_DECISIONS = (
+    sa.select(approvals).where(approvals.c.version_id == sa.bindparam("v")).order_by(approvals.c.id)
+)
+_EVIDENCE = sa.select(evidence).where(evidence.c.version_id == sa.bindparam("v")).order_by(evidence.c.id)
+
+
+def model_row(conn: Connection, name: str) -> Row[Any]:
     """The model's row; refuse an unknown name."""
-    stmt = sa.select(models).where(models.c.name == name)
-    row = conn.execute(stmt).first()
+    row = conn.execute(_MODEL, {"name": name}).first()
     if row is None:
         raise ModelNotFound(f"model {name!r} not found", model=name)
     return row
@@ -64,12 +81,7 @@ def model_row(conn: Connection, name: str, *, lock: bool = False) -> Row[Any]:
 
 def version_row(conn: Connection, name: str, version: int) -> Row[Any]:
     """The version's row joined with its model name; refuse an unknown model or version."""
-    stmt = (
-        sa.select(versions, models.c.name.label("model_name"))
-        .join(models, models.c.id == versions.c.model_id)
-        .where(models.c.name == name, versions.c.version == version)
-    )
-    row = conn.execute(stmt).first()
+    row = conn.execute(_VERSION, {"name": name, "version": version}).first()
     if row is None:
         model_row(conn, name)
         raise VersionNotFound(f"{name}/{version} not found", model=name, version=version)
@@ -78,9 +90,7 @@ def version_row(conn: Connection, name: str, version: int) -> Row[Any]:
 
 def production_row(conn: Connection, model_id: int) -> Row[Any] | None:
     """The version currently in production, if any (served by the partial unique index)."""
-    return conn.execute(
-        sa.select(versions).where(versions.c.model_id == model_id, versions.c.stage == Stage.PRODUCTION.value)
-    ).first()
+    return conn.execute(_PRODUCTION, {"m": model_id}).first()
 
 
 def resolve_alias(conn: Connection, name: str, alias: str) -> VersionRef:
@@ -99,17 +109,19 @@ def resolve_alias(conn: Connection, name: str, alias: str) -> VersionRef:
     )
 
 
+# Rows were validated on the way in, so entities are built with model_construct: listing 10k
+# versions with full validation costs several times more than the query itself.
 def _lineage(row: Row[Any], ds: list[DatasetRef]) -> Lineage:
-    return Lineage(
+    return Lineage.model_construct(
         datasets=ds,
-        code=CodeRef(repo=row.code_repo, commit=row.code_commit, dirty=row.code_dirty),
-        run=RunRef(flow_run_id=row.run_id, flow_name=row.flow_name),
+        code=CodeRef.model_construct(repo=row.code_repo, commit=row.code_commit, dirty=row.code_dirty),
+        run=RunRef.model_construct(flow_run_id=row.run_id, flow_name=row.flow_name),
     )
 
 
 def _dataset(row: Row[Any]) -> DatasetRef:
-    return DatasetRef(
-        role=row.role,
+    return DatasetRef.model_construct(
+        role=DatasetRole(row.role),
         uri=row.uri,
         sha256=row.sha256,
         rows=row.rows,
@@ -126,11 +138,11 @@ def to_version(
     gates: list[Evidence] | None = None,
 ) -> ModelVersion:
     """Assemble a version entity from its row and child records."""
-    return ModelVersion(
+    return ModelVersion.model_construct(
         model=model,
         version=row.version,
         stage=Stage(row.stage),
-        artifact=ArtifactRef(
+        artifact=ArtifactRef.model_construct(
             uri=row.artifact_uri,
             sha256=row.artifact_sha256,
             size=row.artifact_size,
@@ -140,7 +152,7 @@ def to_version(
         metrics=row.metrics,
         tags=row.tags,
         lineage=_lineage(row, ds),
-        input_schema=[ColumnSpec(**c) for c in row.input_schema],
+        input_schema=[ColumnSpec.model_construct(**c) for c in row.input_schema],
         drift_reference=row.drift_reference,
         description=row.description,
         registered_by=row.registered_by,
@@ -157,9 +169,7 @@ def to_version(
 
 def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[Approval]:
     """All decisions on a version, oldest first; ``current`` marks those of this round."""
-    rows = conn.execute(
-        sa.select(approvals).where(approvals.c.version_id == version_id).order_by(approvals.c.id)
-    ).all()
+    rows = conn.execute(_ALL_DECISIONS, {"v": version_id}).all()
     return [
         Approval(
             decision=r.decision,
@@ -176,9 +186,7 @@ def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[
 
 def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
     """All gate results on a version, oldest first."""
-    rows = conn.execute(
-        sa.select(evidence).where(evidence.c.version_id == version_id).order_by(evidence.c.id)
-    ).all()
+    rows = conn.execute(_EVIDENCE, {"v": version_id}).all()
     return [
         Evidence(
             gate=r.gate,
@@ -196,13 +204,8 @@ def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
 def full_version(conn: Connection, name: str, version: int) -> ModelVersion:
     """One version with lineage, aliases, approvals and evidence."""
     row = version_row(conn, name, version)
-    ds = [
-        _dataset(d)
-        for d in conn.execute(
-            sa.select(datasets).where(datasets.c.version_id == row.id).order_by(datasets.c.id)
-        )
-    ]
-    names = list(conn.execute(sa.select(aliases.c.alias).where(aliases.c.version_id == row.id)).scalars())
+    ds = [_dataset(d) for d in conn.execute(_DATASETS, {"v": row.id})]
+    names = list(conn.execute(_ALIAS_NAMES, {"v": row.id}).scalars())
     return to_version(
         row, name, ds, names, decisions_for(conn, row.id, row.review_round), evidence_for(conn, row.id)
     )

@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from registry import audit, lifecycle, queries
-from registry.artifacts import ArtifactStore, open_store
-from registry.config import Settings, resolve_actor
-from registry.db import Database
-from registry.db.migrate import ensure_schema, upgrade
-from registry.db.tables import approvals, datasets, evidence, models, stage_history, versions
+from registry import lifecycle, queries, registration
+from registry.annotations import Annotations
+from registry.base import now
+from registry.config import resolve_actor
+from registry.db.tables import approvals
 from registry.entities import (
     Approval,
-    AuditEvent,
-    Evidence,
     ModelSummary,
     ModelVersion,
     ProductionAt,
     RollbackResult,
     StageChange,
-    VerifyReport,
     VersionRef,
     VersionSpec,
     check_name,
 )
-from registry.errors import AuditChainBroken, InvalidInput, Refused
+from registry.errors import InvalidInput
 from registry.model_io import ModelIO
-from registry.policy import Policy
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from registry.trail import AuditTrail
 
 
 def _spec_error(exc: ValidationError) -> InvalidInput:
@@ -49,85 +38,13 @@ def _spec_error(exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"{field}: {err['msg']}", field=field)
 
 
-class Registry(ModelIO):
+class Registry(ModelIO, Annotations, AuditTrail):
     """The model registry: versions, lineage, stages, aliases, approvals, evidence, audit.
 
     ``Registry()`` reads ``GOVFLOW_REGISTRY_URL``, ``GOVFLOW_ARTIFACT_ROOT`` and
     ``GOVFLOW_POLICY``; keyword arguments override them. An empty database gets the schema; an
     outdated one is refused until ``upgrade()``.
     """
-
-    def __init__(
-        self,
-        url: str | None = None,
-        artifact_root: str | None = None,
-        policy: Policy | str | Path | None = None,
-        *,
-        create: bool = True,
-    ) -> None:
-        env = Settings.from_env()
-        self.url = url or env.url
-        self.artifact_root = artifact_root or env.artifact_root
-        self.db = Database(self.url)
-        if create:
-            ensure_schema(self.db)
-        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
-        self._artifacts: ArtifactStore | None = None
-
-    @property
-    def artifacts(self) -> ArtifactStore:
-        """The artifact store for ``artifact_root`` (opened on first use)."""
-        if self._artifacts is None:
-            self._artifacts = open_store(self.artifact_root)
-        return self._artifacts
-
-    def close(self) -> None:
-        """Release database connections."""
-        self.db.dispose()
-
-    def upgrade(self) -> tuple[str | None, str | None]:
-        """Apply pending schema migrations; return (revision before, revision after)."""
-        return upgrade(self.db)
-
-    # --- audit helper -----------------------------------------------------------------------
-
-    def _audit(
-        self,
-        conn: Connection,
-        at: datetime,
-        actor: str,
-        action: str,
-        model: str | None,
-        version: int | None,
-        payload: dict[str, Any],
-    ) -> AuditEvent:
-        return audit.append(
-            conn,
-            at=at,
-            actor=actor,
-            action=action,
-            model=model,
-            version=version,
-            payload=payload,
-            db_user=self.db.db_user,
-        )
-
-    def record(
-        self,
-        action: str,
-        *,
-        model: str | None = None,
-        version: int | None = None,
-        payload: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> AuditEvent:
-        """Append a free-standing audit event (a deploy, a pickle opt-in, a degraded server)."""
-        who = resolve_actor(actor)
-        if not action or len(action) > 64:
-            raise InvalidInput(f"action: {action!r} must be 1 to 64 characters", field="action")
-        return self.db.transact(
-            lambda conn: self._audit(conn, _now(), who, action, model, version, payload or {})
-        )
 
     # --- registration ---------------------------------------------------------------------
 
@@ -152,67 +69,20 @@ class Registry(ModelIO):
         except ValidationError as exc:
             raise _spec_error(exc) from None
         blob = self.artifacts.put(Path(artifact))  # invariant 7: bytes before the row
-        at = _now()
+        at = now()
         metrics = {k: float(v) for k, v in spec.metrics.items()}
         lineage = spec.lineage
 
         def work(conn: Connection) -> int:
-            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-            conn.execute(
-                insert(models)
-                .values(name=name, description=spec.description, created_at=at, created_by=who)
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            model_id, number = conn.execute(
-                models.update()
-                .where(models.c.name == name)
-                .values(last_version=models.c.last_version + 1)
-                .returning(models.c.id, models.c.last_version)
-            ).one()
-            version_id = conn.execute(
-                versions.insert()
-                .values(
-                    model_id=model_id,
-                    version=number,
-                    stage=Stage.DEVELOPMENT.value,
-                    review_round=0,
-                    artifact_uri=blob.uri,
-                    artifact_sha256=blob.sha256,
-                    artifact_size=blob.size,
-                    artifact_format=artifact_format,
-                    params=spec.params,
-                    metrics=metrics,
-                    tags=spec.tags,
-                    input_schema=[c.model_dump() for c in spec.input_schema],
-                    drift_reference=spec.drift_reference,
-                    description=spec.description,
-                    code_repo=lineage.code.repo,
-                    code_commit=lineage.code.commit,
-                    code_dirty=lineage.code.dirty,
-                    run_id=lineage.run.flow_run_id,
-                    flow_name=lineage.run.flow_name,
-                    registered_by=who,
-                    registered_at=at,
-                    stage_changed_at=at,
-                )
-                .returning(versions.c.id)
-            ).scalar_one()
-            if lineage.datasets:
-                conn.execute(
-                    datasets.insert(),
-                    [{"version_id": version_id, **d.model_dump(mode="json")} for d in lineage.datasets],
-                )
-            conn.execute(
-                stage_history.insert().values(
-                    model_id=model_id,
-                    version_id=version_id,
-                    version=number,
-                    from_stage=None,
-                    to_stage=Stage.DEVELOPMENT.value,
-                    kind="register",
-                    actor=who,
-                    at=at,
-                )
+            number = registration.insert_version(
+                conn,
+                name=name,
+                actor=who,
+                at=at,
+                blob=blob,
+                artifact_format=artifact_format,
+                spec=spec,
+                metrics=metrics,
             )
             self._audit(
                 conn,
@@ -342,9 +212,9 @@ class Registry(ModelIO):
         """
         target = parse_stage(stage)
         who = resolve_actor(actor)
-        at = _now()
+        at = now()
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> ModelVersion:
             row = queries.version_row(conn, name, version)
             current = Stage(row.stage)
             check_transition(current, target, model=name, version=version)
@@ -377,9 +247,9 @@ class Registry(ModelIO):
                     )
                 action = "version.transitioned"
             self._audit(conn, at, who, action, name, version, payload)
+            return queries.full_version(conn, name, version)
 
-        self.db.transact(work)
-        return self.get_version(name, version)
+        return self.db.transact(work)
 
     def approve(
         self,
@@ -417,7 +287,7 @@ class Registry(ModelIO):
         target: Stage,
     ) -> Approval:
         who = resolve_actor(actor)
-        at = _now()
+        at = now()
 
         def work(conn: Connection) -> Approval:
             row = queries.version_row(conn, name, version)
@@ -462,7 +332,7 @@ class Registry(ModelIO):
         if not reason or not reason.strip():
             raise InvalidInput("reason: a rollback needs a reason", field="reason")
         who = resolve_actor(actor)
-        at = _now()
+        at = now()
 
         def work(conn: Connection) -> RollbackResult:
             model = queries.model_row(conn, name)
@@ -507,112 +377,3 @@ class Registry(ModelIO):
             )
 
         return self.db.transact(work)
-
-    # --- aliases and evidence -----------------------------------------------------------
-
-    def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None) -> None:
-        """Point ``name@alias`` at a version; ``production`` is managed by stages and refused."""
-        self._alias(name, alias, version, actor)
-
-    def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
-        """Remove an alias; refuses ``production`` and an alias that is not set."""
-        self._alias(name, alias, None, actor)
-
-    def _alias(self, name: str, alias: str, version: int | None, actor: str | None) -> None:
-        check_name(alias, "alias")
-        if alias == lifecycle.PRODUCTION_ALIAS:
-            raise Refused(
-                "alias production follows the production stage; use transition or rollback", model=name
-            )
-        who = resolve_actor(actor)
-        at = _now()
-
-        def work(conn: Connection) -> None:
-            model = queries.model_row(conn, name)
-            row = queries.version_row(conn, name, version) if version is not None else None
-            old = lifecycle.point_alias(conn, model.id, alias, row, actor=who, at=at)
-            if version is None and old is None:
-                queries.resolve_alias(conn, name, alias)  # raises AliasNotFound
-            action = "alias.set" if version is not None else "alias.removed"
-            self._audit(
-                conn, at, who, action, name, version, {"alias": alias, "version": version, "previous": old}
-            )
-
-        self.db.transact(work)
-
-    def add_evidence(
-        self,
-        name: str,
-        version: int,
-        *,
-        gate: str,
-        passed: bool,
-        value: float | None = None,
-        threshold: float | None = None,
-        details: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> Evidence:
-        """Attach a gate result to a version (append-only; the latest per gate counts)."""
-        if not gate or len(gate) > 128:
-            raise InvalidInput(f"gate: {gate!r} must be 1 to 128 characters", field="gate")
-        for label, number in (("value", value), ("threshold", threshold)):
-            if number is not None and not (
-                isinstance(number, int | float) and abs(float(number)) < float("inf")
-            ):
-                raise InvalidInput(f"{label}: {number!r} is not a finite number", field=label)
-        try:
-            clean = json.loads(audit.canonical(details or {}))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"details: not JSON-serializable: {exc}", field="details") from None
-        who = resolve_actor(actor)
-        at = _now()
-        ev = Evidence(
-            gate=gate, passed=passed, value=value, threshold=threshold, details=clean, actor=who, at=at
-        )
-
-        def work(conn: Connection) -> Evidence:
-            row = queries.version_row(conn, name, version)
-            conn.execute(evidence.insert().values(version_id=row.id, **ev.model_dump()))
-            self._audit(
-                conn,
-                at,
-                who,
-                "evidence.added",
-                name,
-                version,
-                {"gate": gate, "passed": passed, "value": value, "threshold": threshold},
-            )
-            return ev
-
-        return self.db.transact(work)
-
-    # --- audit ----------------------------------------------------------------------------
-
-    def audit_log(self, model: str | None = None, limit: int | None = None) -> list[AuditEvent]:
-        """Audit events in chain order, optionally for one model, the last ``limit`` of them."""
-        with self.db.read() as conn:
-            events = [audit.to_event(r) for r in audit.iter_events(conn, model)]
-        return events[-limit:] if limit else events
-
-    def verify_audit(self, *, raise_on_error: bool = False) -> VerifyReport:
-        """Recompute the hash chain; report (or raise on) the first bad seq."""
-        with self.db.read() as conn:
-            report = audit.verify(conn)
-        if raise_on_error and not report.ok:
-            raise AuditChainBroken(
-                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}",
-                seq=report.first_bad_seq or 0,
-            )
-        return report
-
-    def export_audit(self, path: str | Path) -> int:
-        """Write the chain as JSONL (one canonical event per line); return the count."""
-        out = Path(path)
-        tmp = out.with_name(out.name + ".tmp")
-        count = 0
-        with self.db.read() as conn, open(tmp, "w", encoding="utf-8") as fh:
-            for row in audit.iter_events(conn):
-                fh.write(audit.to_event(row).model_dump_json() + "\n")
-                count += 1
-        tmp.replace(out)
-        return count

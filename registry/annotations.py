@@ -1,0 +1,95 @@
+"""Aliases and evidence: named pointers and gate results on versions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from registry import audit, lifecycle, queries
+from registry.base import RegistryBase, now
+from registry.config import resolve_actor
+from registry.db.tables import evidence
+from registry.entities import Evidence, check_name
+from registry.errors import InvalidInput, Refused
+
+
+class Annotations(RegistryBase):
+    """Aliases (with history) and append-only evidence."""
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None) -> None:
+        """Point ``name@alias`` at a version; ``production`` is managed by stages and refused."""
+        self._alias(name, alias, version, actor)
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
+        """Remove an alias; refuses ``production`` and an alias that is not set."""
+        self._alias(name, alias, None, actor)
+
+    def _alias(self, name: str, alias: str, version: int | None, actor: str | None) -> None:
+        check_name(alias, "alias")
+        if alias == lifecycle.PRODUCTION_ALIAS:
+            raise Refused(
+                "alias production follows the production stage; use transition or rollback", model=name
+            )
+        who = resolve_actor(actor)
+        at = now()
+
+        def work(conn: Connection) -> None:
+            model = queries.model_row(conn, name)
+            row = queries.version_row(conn, name, version) if version is not None else None
+            old = lifecycle.point_alias(conn, model.id, alias, row, actor=who, at=at)
+            if version is None and old is None:
+                queries.resolve_alias(conn, name, alias)  # raises AliasNotFound
+            action = "alias.set" if version is not None else "alias.removed"
+            self._audit(
+                conn, at, who, action, name, version, {"alias": alias, "version": version, "previous": old}
+            )
+
+        self.db.transact(work)
+
+    def add_evidence(
+        self,
+        name: str,
+        version: int,
+        *,
+        gate: str,
+        passed: bool,
+        value: float | None = None,
+        threshold: float | None = None,
+        details: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Evidence:
+        """Attach a gate result to a version (append-only; the latest per gate counts)."""
+        if not gate or len(gate) > 128:
+            raise InvalidInput(f"gate: {gate!r} must be 1 to 128 characters", field="gate")
+        for label, number in (("value", value), ("threshold", threshold)):
+            if number is not None and not (
+                isinstance(number, int | float) and abs(float(number)) < float("inf")
+            ):
+                raise InvalidInput(f"{label}: {number!r} is not a finite number", field=label)
+        try:
+            clean = json.loads(audit.canonical(details or {}))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"details: not JSON-serializable: {exc}", field="details") from None
+        who = resolve_actor(actor)
+        at = now()
+        ev = Evidence(
+            gate=gate, passed=passed, value=value, threshold=threshold, details=clean, actor=who, at=at
+        )
+
+        def work(conn: Connection) -> Evidence:
+            row = queries.version_row(conn, name, version)
+            conn.execute(evidence.insert().values(version_id=row.id, **ev.model_dump()))
+            self._audit(
+                conn,
+                at,
+                who,
+                "evidence.added",
+                name,
+                version,
+                {"gate": gate, "passed": passed, "value": value, "threshold": threshold},
+            )
+            return ev
+
+        return self.db.transact(work)

@@ -1,0 +1,43 @@
+"""Reading, verifying and exporting the audit trail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from registry import audit
+from registry.base import RegistryBase
+from registry.entities import AuditEvent, VerifyReport
+from registry.errors import AuditChainBroken
+
+
+class AuditTrail(RegistryBase):
+    """The hash-chained audit trail, for auditors."""
+
+    def audit_log(self, model: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """Audit events in chain order, optionally for one model, the last ``limit`` of them."""
+        with self.db.read() as conn:
+            events = [audit.to_event(r) for r in audit.iter_events(conn, model)]
+        return events[-limit:] if limit else events
+
+    def verify_audit(self, *, raise_on_error: bool = False) -> VerifyReport:
+        """Recompute the hash chain; report (or raise on) the first bad seq."""
+        with self.db.read() as conn:
+            report = audit.verify(conn)
+        if raise_on_error and not report.ok:
+            raise AuditChainBroken(
+                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}",
+                seq=report.first_bad_seq or 0,
+            )
+        return report
+
+    def export_audit(self, path: str | Path) -> int:
+        """Write the chain as JSONL (one canonical event per line); return the count."""
+        out = Path(path)
+        tmp = out.with_name(out.name + ".tmp")
+        count = 0
+        with self.db.read() as conn, open(tmp, "w", encoding="utf-8") as fh:
+            for row in audit.iter_events(conn):
+                fh.write(audit.to_event(row).model_dump_json() + "\n")
+                count += 1
+        tmp.replace(out)
+        return count
