@@ -57,15 +57,7 @@ def metric_gate(
     if lo is not None and hi is not None and lo > hi:
         raise InvalidInput(f"min {lo} is above max {hi}", field="min")
 
-    y = no_missing(as_1d(y_true, "y_true"), "y_true")
-    if metric in LABEL_METRICS:
-        pred = as_1d(y_pred_or_score, "y_pred_or_score")
-        no_missing(pred, "y_pred_or_score")
-    else:
-        pred = as_scores(y_pred_or_score, "y_pred_or_score")
-    n = same_length(y_true=y, y_pred_or_score=pred)
-
-    value = _compute(metric, y, pred, pos_label)
+    value, n = _score(y_true, y_pred_or_score, metric, pos_label)
     passed = (lo is None or value >= lo) and (hi is None or value <= hi)
     bounds = " and ".join(
         s for s in (f">= {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else "") if s
@@ -85,6 +77,24 @@ def metric_gate(
         duration=time.perf_counter() - start,
         message=f"{metric} = {value:.6g}, required {bounds}: {'pass' if passed else 'FAIL'}",
     )
+
+
+def score(y_true: Any, y_pred_or_score: Any, metric: Metric, *, pos_label: Any = 1) -> float:
+    """The value of ``metric``, with the same input rules and refusals as ``metric_gate``."""
+    if metric not in METRICS:
+        raise InvalidInput(f"unknown metric {metric!r}; expected one of {METRICS}", field="metric")
+    return _score(y_true, y_pred_or_score, metric, pos_label)[0]
+
+
+def _score(y_true: Any, y_pred_or_score: Any, metric: str, pos_label: Any) -> tuple[float, int]:
+    y = no_missing(as_1d(y_true, "y_true"), "y_true")
+    if metric in LABEL_METRICS:
+        pred = as_1d(y_pred_or_score, "y_pred_or_score")
+        no_missing(pred, "y_pred_or_score")
+    else:
+        pred = as_scores(y_pred_or_score, "y_pred_or_score")
+    n = same_length(y_true=y, y_pred_or_score=pred)
+    return _compute(metric, y, pred, pos_label), n
 
 
 def _compute(metric: str, y: np.ndarray, pred: np.ndarray, pos_label: Any) -> float:

@@ -64,6 +64,11 @@ _PRODUCTION = sa.select(versions).where(
     versions.c.model_id == sa.bindparam("m"), versions.c.stage == Stage.PRODUCTION.value
 )
 _DATASETS = sa.select(datasets).where(datasets.c.version_id == sa.bindparam("v")).order_by(datasets.c.id)
+_LIST = (
+    sa.select(*(c for c in versions.c if c.name != "drift_reference"), sa.null().label("drift_reference"))
+    .where(versions.c.model_id == sa.bindparam("m"))
+    .order_by(versions.c.version.desc())
+)
 _ALIAS_NAMES = sa.select(aliases.c.alias).where(aliases.c.version_id == sa.bindparam("v"))
 _ALL_DECISIONS = (
     sa.select(approvals).where(approvals.c.version_id == sa.bindparam("v")).order_by(approvals.c.id)
@@ -212,11 +217,13 @@ def full_version(conn: Connection, name: str, version: int) -> ModelVersion:
 
 
 def list_versions(conn: Connection, name: str) -> list[ModelVersion]:
-    """Every version of a model, newest first, with lineage and aliases (no decisions/evidence)."""
+    """Every version of a model, newest first, with lineage and aliases.
+
+    Decisions, evidence and the drift reference (bins per feature, the bulkiest column) are left
+    out; ``full_version`` has them.
+    """
     model = model_row(conn, name)
-    rows = conn.execute(
-        sa.select(versions).where(versions.c.model_id == model.id).order_by(versions.c.version.desc())
-    ).all()
+    rows = conn.execute(_LIST, {"m": model.id}).all()
     ds: dict[int, list[DatasetRef]] = defaultdict(list)
     for d in conn.execute(
         sa.select(datasets)

@@ -1,0 +1,54 @@
+"""Prefect UI artifacts: the gate report, the model card and drift, keyed by model."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from checks.result import GateReport, GateResult
+
+
+def artifact_key(model: str, what: str) -> str:
+    """An artifact key: lowercase letters, digits and dashes only (Prefect refuses others)."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{model}-{what}".lower()).strip("-")
+
+
+def publish_gates(model: str, version: int, report: GateReport) -> None:
+    """The gate report as a table."""
+    rows = [
+        {
+            "gate": r.name,
+            "passed": r.passed,
+            "metric": r.metric,
+            "value": r.value,
+            "threshold": r.threshold,
+            "summary": r.message,
+        }
+        for r in report.results
+    ]
+    create_table_artifact(
+        table=rows, key=artifact_key(model, "gates"), description=f"Gate results for {model} v{version}"
+    )
+
+
+def publish_card(model: str, markdown: str) -> None:
+    """The model card as Markdown."""
+    create_markdown_artifact(
+        markdown=markdown, key=artifact_key(model, "model-card"), description=f"Model card for {model}"
+    )
+
+
+def publish_drift(model: str, version: int, result: GateResult) -> None:
+    """Per-feature drift as a table."""
+    features: dict[str, Any] = result.details.get("features", {})
+    rows = [
+        {"feature": name, **{k: v for k, v in info.items() if not isinstance(v, dict | list)}}
+        for name, info in features.items()
+    ]
+    create_table_artifact(
+        table=rows or [{"feature": "-", "status": "no features"}],
+        key=artifact_key(model, "drift"),
+        description=f"Drift of {model} v{version}: {result.details.get('verdict')}",
+    )
