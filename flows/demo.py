@@ -84,15 +84,28 @@ def _when_paused(version: int, act: Callable[[str], None]) -> threading.Thread:
 def _approve_in_form(run_id: str) -> None:
     from prefect.flow_runs import resume_flow_run
 
-    resume_flow_run(run_id, run_input={"approve": True, "approver": APPROVER, "reason": "gates green, card reviewed"})
-    console.print(f"  [green]resumed paused run {run_id[:8]} through its approval form as {APPROVER}: approve[/]")
+    resume_flow_run(
+        run_id, run_input={"approve": True, "approver": APPROVER, "reason": "gates green, card reviewed"}
+    )
+    console.print(
+        f"  [green]resumed paused run {run_id[:8]} through its approval form as {APPROVER}: approve[/]"
+    )
 
 
 def _approve_from_terminal(run_id: str) -> None:
     from prefect.settings import PREFECT_API_URL
 
     env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), GOVFLOW_ACTOR=APPROVER)
-    cmd = [sys.executable, "-m", "govflow", "approve", "credit-risk", "2", "--reason", "better on the later period"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "govflow",
+        "approve",
+        "credit-risk",
+        "2",
+        "--reason",
+        "better on the later period",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     console.print(f"  $ GOVFLOW_ACTOR={APPROVER} govflow approve credit-risk 2 --reason '…'")
     for line in (out.stdout + out.stderr).strip().splitlines():
@@ -109,7 +122,9 @@ def _story(paths: dict[str, Path]) -> int:
     watcher = _when_paused(1, _approve_in_form)
     r1 = retrain(str(paths["base"]))
     watcher.join(timeout=5)
-    console.print(f"  v{r1['version']}: {r1['outcome']} (approver {r1.get('approver')}), metrics {r1['metrics']}")
+    console.print(
+        f"  v{r1['version']}: {r1['outcome']} (approver {r1.get('approver')}), metrics {r1['metrics']}"
+    )
     console.rule("2. v1 deployed")
     console.print(f"  release manifest: {r1.get('deployed', {}).get('location')}")
 
@@ -117,8 +132,10 @@ def _story(paths: dict[str, Path]) -> int:
     watcher = _when_paused(2, _approve_from_terminal)
     r2 = retrain(str(paths["later"]))
     watcher.join(timeout=5)
-    console.print(f"  v{r2['version']}: {r2['outcome']} (approver {r2.get('approver')}), deployed to "
-                  f"{r2.get('deployed', {}).get('location')}")
+    console.print(
+        f"  v{r2['version']}: {r2['outcome']} (approver {r2.get('approver')}), deployed to "
+        f"{r2.get('deployed', {}).get('location')}"
+    )
 
     console.rule("4. monitor the drifted period; drift-detected triggers rollback")
     m = monitor(str(paths["later"]), str(paths["drifted"]))
@@ -126,9 +143,13 @@ def _story(paths: dict[str, Path]) -> int:
     if m["verdict"] == "act":
         # The same parameters the prefect.yaml trigger templates from the drift-detected event.
         reason = f"drift detected on version {m['version']}: max PSI {m['psi']:.3f}"
-        console.print("  govflow.model.drift-detected emitted; running the rollback flow with the trigger's parameters")
+        console.print(
+            "  govflow.model.drift-detected emitted; running the rollback flow with the trigger's parameters"
+        )
         rb = rollback("credit-risk", reason, str(paths["later"]))
-        console.print(f"  rolled back v{rb['demoted']} -> v{rb['restored']}; redeployed {rb['deployed']['location']}")
+        console.print(
+            f"  rolled back v{rb['demoted']} -> v{rb['restored']}; redeployed {rb['deployed']['location']}"
+        )
 
     console.rule("5. the record")
     reg = Registry()
@@ -136,10 +157,19 @@ def _story(paths: dict[str, Path]) -> int:
     for col in ("version", "stage", "registered by", "approved by", "roc_auc", "rolled back"):
         table.add_column(col)
     for v in reg.versions("credit-risk"):
-        approvers = ", ".join(a.actor for a in reg.get_version("credit-risk", v.version).approvals
-                              if a.decision.value == "approve")
-        table.add_row(str(v.version), v.stage.value, v.registered_by, approvers or "-",
-                      f"{v.metrics.get('roc_auc', float('nan')):.3f}", v.rollback_reason or "")
+        approvers = ", ".join(
+            a.actor
+            for a in reg.get_version("credit-risk", v.version).approvals
+            if a.decision.value == "approve"
+        )
+        table.add_row(
+            str(v.version),
+            v.stage.value,
+            v.registered_by,
+            approvers or "-",
+            f"{v.metrics.get('roc_auc', float('nan')):.3f}",
+            v.rollback_reason or "",
+        )
     console.print(table)
     trail = Table(title="audit trail")
     for col in ("seq", "actor", "action", "version", "hash"):
@@ -149,8 +179,10 @@ def _story(paths: dict[str, Path]) -> int:
     console.print(trail)
     report = reg.verify_audit()
     live = reg.resolve("credit-risk@production")
-    console.print(f"audit verify: {'OK' if report.ok else 'BROKEN at seq ' + str(report.first_bad_seq)} "
-                  f"({report.events} events)")
+    console.print(
+        f"audit verify: {'OK' if report.ok else 'BROKEN at seq ' + str(report.first_bad_seq)} "
+        f"({report.events} events)"
+    )
     console.print(f"production: credit-risk v{live.version}")
     console.print(f"model card: {r1['card']}")
     reg.close()

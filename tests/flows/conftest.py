@@ -49,10 +49,14 @@ def pipeline(prefect_api: str, demo_data, tmp_path: Path, monkeypatch) -> Pipeli
     base["contract"]["min_rows"] = 100
     paths = {}
     for period in ("base", "later"):
-        cfg = dict(base, data={"train": str(demo_data[f"{period}_train"]), "eval": str(demo_data[f"{period}_eval"])})
+        cfg = dict(
+            base, data={"train": str(demo_data[f"{period}_train"]), "eval": str(demo_data[f"{period}_eval"])}
+        )
         paths[period] = tmp_path / f"{period}.yaml"
         paths[period].write_text(yaml.safe_dump(cfg))
-    return Pipeline(tmp_path, paths["base"], paths["later"], demo_data["drifted"], demo_data["stable"], url, artifacts)
+    return Pipeline(
+        tmp_path, paths["base"], paths["later"], demo_data["drifted"], demo_data["stable"], url, artifacts
+    )
 
 
 def with_config(path: Path, **changes) -> Path:

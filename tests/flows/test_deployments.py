@@ -26,12 +26,20 @@ def deployed(prefect_api: str, tmp_path_factory) -> Path:
 
     project = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "prefect.yaml", project / "prefect.yaml")
-    shutil.copytree(ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__", "data", "releases"))
+    shutil.copytree(
+        ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__", "data", "releases")
+    )
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
     env = dict(os.environ, PREFECT_API_URL=prefect_api, PREFECT_CLI_PROMPT="false")
-    proc = subprocess.run([sys.executable, "-m", "prefect", "deploy", "--all"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefect", "deploy", "--all"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return project
 
@@ -51,7 +59,9 @@ def test_schedules_are_registered(deployed: Path) -> None:
     assert retrain.work_pool_name == POOL and retrain.parameters["config_path"].endswith("credit-risk.yaml")
 
 
-def test_drift_event_triggers_rollback_run_executed_by_worker(deployed: Path, tmp_path: Path, monkeypatch) -> None:
+def test_drift_event_triggers_rollback_run_executed_by_worker(
+    deployed: Path, tmp_path: Path, monkeypatch
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 
@@ -79,11 +89,20 @@ def test_drift_event_triggers_rollback_run_executed_by_worker(deployed: Path, tm
     assert run.parameters["model_name"] == "credit-risk"
     assert run.parameters["reason"] == "drift detected on version 2: max PSI 0.93"
 
-    env = dict(os.environ, GOVFLOW_REGISTRY_URL=url, GOVFLOW_ARTIFACT_ROOT=artifacts, GOVFLOW_ACTOR="rollback-bot",
-               PREFECT_WORKER_QUERY_SECONDS="1")
+    env = dict(
+        os.environ,
+        GOVFLOW_REGISTRY_URL=url,
+        GOVFLOW_ARTIFACT_ROOT=artifacts,
+        GOVFLOW_ACTOR="rollback-bot",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+    )
     worker = subprocess.run(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--run-once"],
-        cwd=deployed, env=env, capture_output=True, text=True, timeout=240,
+        cwd=deployed,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
 

@@ -23,8 +23,11 @@ def _answer_when_paused(version: int, *answers: dict) -> object:
         for answer in answers:
             run = wait_for(lambda: paused_runs(MODEL, version), timeout=90, what="a paused retrain run")[0]
             resume_flow_run(run.id, run_input=answer)
-            wait_for(lambda r=run: not any(p.id == r.id for p in paused_runs(MODEL, version)), timeout=30,
-                     what="the run to leave the pause")
+            wait_for(
+                lambda r=run: not any(p.id == r.id for p in paused_runs(MODEL, version)),
+                timeout=30,
+                what="the run to leave the pause",
+            )
 
     return in_background(act)
 
@@ -38,7 +41,9 @@ def _events(names: set[str], since: datetime) -> set[str]:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
-    flt = EventFilter(event=EventNameFilter(prefix=["govflow.model."]), occurred=EventOccurredFilter(since=since))
+    flt = EventFilter(
+        event=EventNameFilter(prefix=["govflow.model."]), occurred=EventOccurredFilter(since=since)
+    )
     with get_client(sync_client=True) as client:
         page = client.read_events(filter=flt, limit=50)
     return {e.event for e in page.events} & names
@@ -62,11 +67,15 @@ def test_approve_through_the_pause_form(pipeline) -> None:
     assert (manifest["version"], manifest["sha256"]) == (1, v.artifact.sha256)
     assert "model.deployed" in _actions(reg) and reg.verify_audit().ok
     expected = {f"govflow.model.{e}" for e in ("registered", "approval-requested", "promoted", "deployed")}
-    assert wait_for(lambda: _events(expected, start) == expected, timeout=20, what="govflow events on the server")
+    assert wait_for(
+        lambda: _events(expected, start) == expected, timeout=20, what="govflow events on the server"
+    )
 
 
 def test_reject_in_the_form_sends_back_to_development(pipeline) -> None:
-    bot = _answer_when_paused(1, {"approve": False, "approver": "risk-officer", "reason": "fairness too close"})
+    bot = _answer_when_paused(
+        1, {"approve": False, "approver": "risk-officer", "reason": "fairness too close"}
+    )
     result = retrain(str(pipeline.base))
     bot.join(5)
     assert result["outcome"] == "rejected"
