@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from checks.data import DataContract
 from deployments.targets import ManifestTargetSpec, TargetSpec
 from registry.entities import check_name
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, first_invalid
 
 
 class _Strict(BaseModel):
@@ -162,6 +162,4 @@ class PipelineConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err["loc"]) or "config"
-            raise InvalidInput(f"{source}: {field}: {err['msg']}", field=field) from None
+            raise first_invalid(exc, source, "config") from None

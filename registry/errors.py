@@ -154,6 +154,16 @@ class FlowError(GovflowError):
     """A Prefect flow run could not be found, resumed or completed."""
 
 
+def first_invalid(
+    exc: Any, source: str, default_field: str, cls: type[InvalidInput] = InvalidInput
+) -> InvalidInput:
+    """One clear error from a pydantic ``ValidationError``: its first complaint, naming the field."""
+    err = exc.errors()[0]
+    field = ".".join(str(x) for x in err["loc"]) or default_field
+    prefix = f"{source}: " if source else ""
+    return cls(f"{prefix}{field}: {err['msg']}", field=field)
+
+
 @contextmanager
 def map_exceptions(
     mapping: dict[type[BaseException], Callable[[BaseException], GovflowError]],

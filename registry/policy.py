@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from registry.errors import PolicyError
+from registry.errors import PolicyError, first_invalid
 from registry.stages import Stage
 
 
@@ -104,6 +104,4 @@ class Policy(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err["loc"]) or "policy"
-            raise PolicyError(f"{source}: {field}: {err['msg']}", field=field) from None
+            raise first_invalid(exc, source, "policy", PolicyError) from None

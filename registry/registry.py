@@ -25,17 +25,11 @@ from registry.entities import (
     VersionSpec,
     check_name,
 )
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, first_invalid
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
 from registry.trail import AuditTrail
-
-
-def _spec_error(exc: ValidationError) -> InvalidInput:
-    err = exc.errors()[0]
-    field = ".".join(str(x) for x in err["loc"]) or "version"
-    return InvalidInput(f"{field}: {err['msg']}", field=field)
 
 
 class Registry(ModelIO, Annotations, AuditTrail):
@@ -67,7 +61,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
         try:
             spec = VersionSpec(**fields)
         except ValidationError as exc:
-            raise _spec_error(exc) from None
+            raise first_invalid(exc, "", "version") from None
         blob = self.artifacts.put(Path(artifact))  # invariant 7: bytes before the row
         at = now()
         metrics = {k: float(v) for k, v in spec.metrics.items()}
