@@ -78,3 +78,19 @@ class ArtifactStore(ABC):
     @abstractmethod
     def uri_for(self, sha256: str) -> str:
         """The URI a version records for this blob."""
+
+    def stat(self, sha256: str) -> Blob | None:
+        """The stored blob with its current modification time, or None when absent.
+
+        Garbage collection asks again right before a delete, because a put that re-uses an
+        existing blob refreshes its time. Stores override this with a single lookup.
+        """
+        check_digest(sha256)
+        return next((b for b in self.list_blobs() if b.sha256 == sha256), None)
+
+    def sweep_temp(self, older_than: datetime) -> int:
+        """Remove partial uploads (temp files, temp objects) last written before ``older_than``.
+
+        They are what a crash in the middle of ``put`` leaves behind; return how many went.
+        """
+        return 0
