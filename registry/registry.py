@@ -140,7 +140,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
     def resolve(self, ref: str) -> VersionRef:
         """The cheap lookup deploy targets use: ``name@production`` -> version and artifact."""
         name, number, alias = parse_ref(ref)
-        with self.db.engine.connect() as conn:
+        with self.db.lookup() as conn:
             if alias is not None:
                 return queries.resolve_alias(conn, name, alias)
             row = queries.version_row(conn, name, number or 0)

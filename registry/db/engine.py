@@ -96,6 +96,12 @@ class Database:
         with self._translate(), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """A connection for a single-statement read (no explicit transaction block)."""
+        with self._translate(), self.engine.connect() as conn:
+            yield conn
+
     def transact(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction, holding the write lock from the start.
 

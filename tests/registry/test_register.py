@@ -176,3 +176,14 @@ def test_db_upgrade_is_idempotent(registry: Registry) -> None:
     from registry.db.migrate import HEAD
 
     assert registry.upgrade() == (HEAD, HEAD)
+
+
+def test_database_outage_is_a_govflow_error(tmp_path: Path) -> None:
+    from registry.errors import StorageError
+
+    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "a"), policy=Policy())
+    (tmp_path / "r.db").unlink()
+    (tmp_path / "r.db").mkdir()  # the file is now a folder: every connection fails
+    reg.close()
+    with pytest.raises(StorageError, match="registry"):
+        reg.resolve("churn@production")
