@@ -52,6 +52,14 @@ _ALIAS_DELETE = aliases.delete().where(
     aliases.c.model_id == sa.bindparam("m"), aliases.c.alias == sa.bindparam("a")
 )
 _ALIAS_INSERT = aliases.insert()
+_ALIAS_UPDATE = (
+    aliases.update()
+    .where(aliases.c.model_id == sa.bindparam("m"), aliases.c.alias == sa.bindparam("a"))
+    .values(
+        version_id=sa.bindparam("b_vid"), updated_at=sa.bindparam("b_at"), updated_by=sa.bindparam("b_by")
+    )
+)
+UNKNOWN: Any = object()
 _ALIAS_HISTORY = alias_history.insert()
 _DECISIONS = (
     sa.select(approvals)
@@ -105,16 +113,21 @@ def point_alias(
     *,
     actor: str,
     at: datetime,
+    previous: int | None = UNKNOWN,
 ) -> int | None:
-    """Point ``alias`` at ``target`` (or remove it when None), keep history; return the old version."""
+    """Point ``alias`` at ``target`` (or remove it when None), keep history; return the old version.
+
+    A caller that knows the alias's current version (the production alias follows the
+    production stage) passes it as ``previous`` and saves a lookup.
+    """
     key = {"m": model_id, "a": alias}
-    old = conn.execute(_ALIAS_TARGET, key).scalar()
+    old = conn.execute(_ALIAS_TARGET, key).scalar() if previous is UNKNOWN else previous
     new = target.version if target is not None else None
     if old == new:
         return old
-    if old is not None:
+    if target is None:
         conn.execute(_ALIAS_DELETE, key)
-    if target is not None:
+    elif not conn.execute(_ALIAS_UPDATE, {**key, "b_vid": target.id, "b_at": at, "b_by": actor}).rowcount:
         conn.execute(
             _ALIAS_INSERT,
             {

@@ -206,9 +206,12 @@ def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
     ]
 
 
-def full_version(conn: Connection, name: str, version: int) -> ModelVersion:
-    """One version with lineage, aliases, approvals and evidence."""
-    row = version_row(conn, name, version)
+def full_version(conn: Connection, name: str, version: int, row: Any = None) -> ModelVersion:
+    """One version with lineage, aliases, approvals and evidence.
+
+    ``row`` is the version's current row when the caller already holds it (saves a lookup).
+    """
+    row = row if row is not None else version_row(conn, name, version)
     ds = [_dataset(d) for d in conn.execute(_DATASETS, {"v": row.id})]
     names = list(conn.execute(_ALIAS_NAMES, {"v": row.id}).scalars())
     return to_version(

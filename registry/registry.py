@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
@@ -230,18 +231,34 @@ class Registry(ModelIO, Annotations, AuditTrail):
                 lifecycle.move(
                     conn, row, target, kind="promote", actor=who, reason=reason, at=at, approved_by=approvers
                 )
-                lifecycle.point_alias(conn, row.model_id, lifecycle.PRODUCTION_ALIAS, row, actor=who, at=at)
+                lifecycle.point_alias(
+                    conn,
+                    row.model_id,
+                    lifecycle.PRODUCTION_ALIAS,
+                    row,
+                    actor=who,
+                    at=at,
+                    previous=old.version if old is not None else None,
+                )
                 payload["approved_by"] = approvers
                 action = "version.promoted"
             else:
                 lifecycle.move(conn, row, target, kind="transition", actor=who, reason=reason, at=at)
                 if current == Stage.PRODUCTION:
                     lifecycle.point_alias(
-                        conn, row.model_id, lifecycle.PRODUCTION_ALIAS, None, actor=who, at=at
+                        conn,
+                        row.model_id,
+                        lifecycle.PRODUCTION_ALIAS,
+                        None,
+                        actor=who,
+                        at=at,
+                        previous=version,
                     )
                 action = "version.transitioned"
             self._audit(conn, at, who, action, name, version, payload)
-            return queries.full_version(conn, name, version)
+            changed = {"stage": target.value, "review_round": row.review_round + 1, "stage_changed_at": at}
+            moved = SimpleNamespace(**{**row._mapping, **changed})
+            return queries.full_version(conn, name, version, row=moved)
 
         return self.db.transact(work)
 

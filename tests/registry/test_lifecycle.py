@@ -190,3 +190,11 @@ def test_aliases_set_move_remove(registry: Registry, artifact) -> None:
         registry.remove_alias("churn", "champion", actor="alice")
     actions = [e.action for e in registry.audit_log(model="churn")]
     assert actions.count("alias.set") == 2 and actions.count("alias.removed") == 1
+
+
+def test_transition_returns_the_stored_state(registry: Registry, artifact) -> None:
+    _staged(registry, artifact)
+    registry.approve("churn", 1, actor="bob")
+    returned = registry.transition("churn", 1, "production", actor="carol")
+    assert returned == registry.get_version("churn", 1)
+    assert returned.review_round == 2 and returned.aliases == ["production"]
