@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from registry import Registry
 from registry.config import resolve_actor
-from registry.errors import DeployError, GovflowError, InvalidInput, map_exceptions
+from registry.errors import DeployError, GovflowError, InvalidInput, first_invalid, map_exceptions
 from registry.stages import Stage
 
 MANIFEST_SCHEMA = "govflow.release/v1"
@@ -91,9 +91,7 @@ def make_target(spec: TargetSpec | dict[str, Any]) -> DeployTarget:
         try:
             spec = _SPEC.validate_python(spec)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err["loc"]) or "kind"
-            raise InvalidInput(f"deploy target: {field}: {err['msg']}", field=f"deploy.{field}") from None
+            raise first_invalid(exc, "deploy target", "kind") from None
     if isinstance(spec, ServingTargetSpec):
         return ServingTarget(spec)
     if isinstance(spec, ManifestTargetSpec):
