@@ -195,9 +195,14 @@ def main() -> int:
     _environment()
     paths = _configs()
     console.print(f"govflow demo in {WORK} (SQLite, local artifacts, temporary Prefect server)")
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # The demo's flows run in this process and end with it: heartbeats would only add ~1 s per flow.
+    with (
+        prefect_test_harness(server_startup_timeout=60),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         status = _story(paths)
     console.print(f"demo finished in {time.perf_counter() - start:.1f} s")
     return status
