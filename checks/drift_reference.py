@@ -145,22 +145,28 @@ def floats(col: pd.Series) -> np.ndarray:
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+PERCENTILE_SAMPLE = 100_000
+
+
 def _fit_numeric(x: np.ndarray, bins: int) -> NumericReference:
     finite_mask = np.isfinite(x)
     finite = x if finite_mask.all() else x[finite_mask]
     if finite.size == 0:
         raise InvalidInput("a numeric feature has no finite values", field="features")
-    # One quantile call for bin edges and percentiles: the selection work is shared.
-    probs = np.concatenate([np.linspace(0, 1, bins + 1)[1:-1], np.linspace(0, 1, 101)])
-    qs = np.quantile(finite, probs)
-    edges = np.unique(qs[: bins - 1])  # ties (discrete data) merge bins rather than empty them
+    # Bin edges are exact quantiles: they define PSI. The 101 percentiles only shape the optional
+    # small-sample KS, so above PERCENTILE_SAMPLE values they come from an even stride (with the
+    # exact min and max), which halves the fit time on large data.
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))  # ties merge bins
+    step = max(1, finite.size // PERCENTILE_SAMPLE)
+    pct = np.quantile(finite[::step], np.linspace(0, 1, 101))
+    pct[0], pct[-1] = finite.min(), finite.max()
     counts, n_present = bin_counts(x, edges)
     return NumericReference(
         edges=edges.tolist(),
         frequencies=(counts / n_present).tolist(),
         nan_rate=float(1 - n_present / x.size),
         n=int(x.size),
-        percentiles=qs[bins - 1 :].tolist(),
+        percentiles=pct.tolist(),
     )
 
 

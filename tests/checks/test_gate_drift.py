@@ -189,3 +189,17 @@ def test_bad_input_is_refused(call, field: str) -> None:
     with pytest.raises(InvalidInput) as err:
         call(ref, cur)
     assert err.value.field == field
+
+
+def test_reference_percentiles_on_large_data_track_the_exact_ones() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from checks.drift import DriftReference
+
+    x = np.random.default_rng(7).normal(size=1_000_000)
+    ref = DriftReference.fit(pd.DataFrame({"x": x})).features["x"]
+    exact = np.quantile(x, np.linspace(0, 1, 101))
+    assert ref.percentiles[0] == x.min() and ref.percentiles[-1] == x.max()
+    assert np.max(np.abs(np.asarray(ref.percentiles[1:-1]) - exact[1:-1])) < 0.02
+    assert np.allclose(ref.edges, np.quantile(x, np.linspace(0, 1, 11)[1:-1]))
