@@ -25,15 +25,31 @@ from flows.steps import (
 )
 from registry.config import resolve_actor
 from registry.entities import Decision, ModelVersion
-from registry.errors import ApprovalRequired, GateFailed, InvalidInput, NotAnApprover, SeparationOfDuties
+from registry.errors import (
+    ApprovalRequired,
+    GateFailed,
+    InvalidInput,
+    NotAnApprover,
+    Refused,
+    SeparationOfDuties,
+)
 from registry.registry import Registry
 from registry.stages import Stage
 
 
-def _reject(reg: Registry, v: ModelVersion, actor: str, reason: str) -> None:
-    """Record a rejection unless one already sent the version back (e.g. from the CLI)."""
+def _reject(reg: Registry, v: ModelVersion, actor: str, reason: str, *, fallback: str) -> None:
+    """Record a rejection unless one already sent the version back (e.g. from the CLI).
+
+    When the registry refuses ``actor`` (say, an approver who already decided in this review),
+    the flow's own identity records it, naming the reviewer in the reason.
+    """
     if reg.get_version(v.model, v.version).stage == Stage.STAGING:
-        reg.reject(v.model, v.version, reason=reason, actor=actor)
+        try:
+            reg.reject(v.model, v.version, reason=reason, actor=actor)
+        except Refused as exc:
+            reason = f"{reason} (rejected by {actor}; recorded by {fallback} because: {exc})"
+            actor = fallback
+            reg.reject(v.model, v.version, reason=reason, actor=actor)
     events.emit("rejected", v.model, v.version, actor, reason=reason)
 
 
@@ -63,13 +79,26 @@ def _approval_loop(
             poll=config.approval_poll,
         )
         if answer is None:
+            # Approvals may have arrived outside the form (govflow approve without a reachable server).
+            try:
+                reg.transition(
+                    v.model, v.version, Stage.PRODUCTION, actor=actor, reason="approved outside the form"
+                )
+                approvers = [
+                    a.actor
+                    for a in reg.get_version(v.model, v.version).approvals
+                    if a.decision == Decision.APPROVE
+                ]
+                return "promoted", approvers[-1] if approvers else None, "approved in the registry"
+            except Refused:
+                pass
             reason = f"no decision within {timeout} s (approval timed out)"
-            _reject(reg, v, actor, reason)
+            _reject(reg, v, actor, reason, fallback=actor)
             return "rejected", None, reason
         approver = answer.approver.strip() or actor
         if not answer.approve:
             reason = answer.reason.strip() or "rejected in the approval form"
-            _reject(reg, v, approver, reason)
+            _reject(reg, v, approver, reason, fallback=actor)
             return "rejected", approver, reason
         try:
             if not answer.approver.strip():
@@ -92,11 +121,12 @@ def _approval_loop(
             log.warning("approval refused: %s", exc)
             if refusals > 1:
                 reason = f"approval refused twice; last: {exc}"
-                _reject(reg, v, actor, reason)
+                _reject(reg, v, actor, reason, fallback=actor)
                 return "rejected", approver, reason
             note = f"Refused: {exc}. Another approver must decide."
-        except GateFailed as exc:
-            _reject(reg, v, actor, str(exc))
+        except (GateFailed, Refused) as exc:
+            # A gate now failing, or the version moved by hand while paused.
+            _reject(reg, v, actor, str(exc), fallback=actor)
             return "rejected", approver, str(exc)
 
 

@@ -15,17 +15,20 @@ from registry.registry import Registry
 
 
 @flow(name="rollback", log_prints=True)
-def rollback(model_name: str, reason: str, config_path: str | None = None) -> dict[str, Any]:
+def rollback(
+    model_name: str, reason: str, config_path: str | None = None, expected_version: int | None = None
+) -> dict[str, Any]:
     """Roll ``model_name`` back to the last approved version and deploy it.
 
     With ``config_path`` the registry and deploy target come from the pipeline config; without
-    it, from the GOVFLOW_* environment, and nothing is deployed.
+    it, from the GOVFLOW_* environment, and nothing is deployed. With ``expected_version`` (the
+    version an event was about) the rollback is refused if production has moved on since.
     """
     log = get_run_logger()
     actor = resolve_actor()
     config = PipelineConfig.load(config_path) if config_path else None
     reg = open_registry(config) if config else Registry()
-    result = reg.rollback(model_name, reason=reason, actor=actor)
+    result = reg.rollback(model_name, reason=reason, actor=actor, expected_version=expected_version)
     out: dict[str, Any] = result.model_dump(mode="json")
     if config is not None:
         deployed = make_target(config.deploy).deploy(reg, model_name, result.restored, actor=actor)

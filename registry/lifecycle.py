@@ -163,6 +163,13 @@ def check_decider(
     """Refuse a decision the policy does not allow from ``actor`` on this version now."""
     current = Stage(row.stage)
     ref = f"{model}/{row.version}"
+    if current in (Stage.PRODUCTION, Stage.ARCHIVED):
+        raise Refused(
+            f"{ref} is in {current.value}; approvals and rejections are for versions under review "
+            "(development or staging); use transition or rollback",
+            model=model,
+            version=row.version,
+        )
     if target not in TRANSITIONS[current]:
         raise Refused(
             f"{ref} is in {current.value}; decisions for {target.value} are taken while it is in "
@@ -218,11 +225,21 @@ def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, tar
         )
     if rule.gates:
         latest: dict[str, bool] = {}
-        for gate, passed in conn.execute(
-            sa.select(evidence.c.gate, evidence.c.passed)
+        ignored: set[str] = set()
+        for gate, passed, actor in conn.execute(
+            sa.select(evidence.c.gate, evidence.c.passed, evidence.c.actor)
             .where(evidence.c.version_id == row.id, evidence.c.gate.in_(rule.gates))
             .order_by(evidence.c.id)
         ):
+            # The registrant cannot clear a failed gate by recording a pass after it.
+            if (
+                passed
+                and latest.get(gate) is False
+                and policy.separation_of_duties
+                and actor == row.registered_by
+            ):
+                ignored.add(gate)
+                continue
             latest[gate] = passed
         missing = [g for g in rule.gates if g not in latest]
         failed = [g for g in rule.gates if latest.get(g) is False]
@@ -230,6 +247,8 @@ def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, tar
             parts = []
             if failed:
                 parts.append(f"failed: {', '.join(failed)}")
+            if ignored & set(failed):
+                parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
             if missing:
                 parts.append(f"missing: {', '.join(missing)}")
             raise GateFailed(

@@ -22,7 +22,11 @@ class StageRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    approvals: int = Field(default=0, ge=0, description="Distinct approve decisions required.")
+    approvals: int | None = Field(
+        default=None,
+        ge=0,
+        description="Distinct approve decisions required; unset means the stage's default (production 1, others 0).",
+    )
     approvers: list[str] | None = Field(
         default=None, description="If set, only these actors may approve for this stage."
     )
@@ -47,6 +51,10 @@ class DriftPolicy(BaseModel):
         if self.act < self.warn:
             raise ValueError(f"act ({self.act}) must be >= warn ({self.warn})")
         return self
+
+
+# A policy file must say ``approvals = 0`` to drop these; listing a stage does not drop them.
+DEFAULT_APPROVALS = {Stage.PRODUCTION: 1}
 
 
 def _default_stages() -> dict[Stage, StageRule]:
@@ -76,8 +84,12 @@ class Policy(BaseModel):
     )
 
     def rule(self, stage: Stage) -> StageRule:
-        """The rule for entering ``stage`` (an empty rule if none is configured)."""
-        return self.stages.get(stage, StageRule())
+        """The rule for entering ``stage``; a rule that leaves ``approvals`` unset, or no rule at
+        all, gets the stage's default (production needs one approval)."""
+        rule = self.stages.get(stage, StageRule())
+        if rule.approvals is None:
+            rule = rule.model_copy(update={"approvals": DEFAULT_APPROVALS.get(stage, 0)})
+        return rule
 
     @classmethod
     def load(cls, path: str | Path | None) -> Policy:

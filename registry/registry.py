@@ -26,7 +26,7 @@ from registry.entities import (
     VersionSpec,
     check_name,
 )
-from registry.errors import InvalidInput, first_invalid
+from registry.errors import InvalidInput, RollbackRefused, first_invalid
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
@@ -317,7 +317,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
                 )
             )
             payload: dict[str, Any] = {"target_stage": target.value, "reason": reason}
-            if decision == "reject" and Stage(row.stage) != Stage.DEVELOPMENT:
+            if decision == "reject" and Stage(row.stage) == Stage.STAGING:
                 lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=who, reason=reason, at=at)
                 payload["moved_to"] = Stage.DEVELOPMENT.value
             action = "version.approved" if decision == "approve" else "version.rejected"
@@ -334,7 +334,9 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
         return self.db.transact(work)
 
-    def rollback(self, name: str, *, reason: str, actor: str | None = None) -> RollbackResult:
+    def rollback(
+        self, name: str, *, reason: str, actor: str | None = None, expected_version: int | None = None
+    ) -> RollbackResult:
         """Demote the production version and restore the one before it, in one transaction.
 
         The demoted version is marked rolled back and is never a rollback target again. Refused,
@@ -348,6 +350,13 @@ class Registry(ModelIO, Annotations, AuditTrail):
         def work(conn: Connection) -> RollbackResult:
             model = queries.model_row(conn, name)
             current, target = lifecycle.plan_rollback(conn, model.id, name)
+            if expected_version is not None and current.version != expected_version:
+                raise RollbackRefused(
+                    f"{name}/{expected_version} is no longer in production (version {current.version} is); "
+                    "not rolling back a version nobody asked about",
+                    model=name,
+                    version=expected_version,
+                )
             approvers = lifecycle.last_approvers(conn, target.id)
             lifecycle.move(
                 conn,

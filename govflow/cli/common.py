@@ -40,14 +40,24 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    """Parse repeated ``KEY=VALUE`` options; refuse one without ``=`` or with an empty key."""
-    out: dict[str, str] = {}
+def parse_pair_list(values: list[str] | None, option: str) -> list[tuple[str, str]]:
+    """Parse repeated ``KEY=VALUE`` options in order, keeping repeated keys."""
+    out = []
     for item in values or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InvalidInput(f"{option}: {item!r} must be KEY=VALUE", field=option)
-        out[key.strip()] = value
+        out.append((key.strip(), value))
+    return out
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """Parse repeated ``KEY=VALUE`` options into a mapping; refuse a key given twice."""
+    out: dict[str, str] = {}
+    for key, value in parse_pair_list(values, option):
+        if key in out:
+            raise InvalidInput(f"{option}: {key!r} is given twice", field=option)
+        out[key] = value
     return out
 
 

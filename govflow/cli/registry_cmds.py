@@ -15,6 +15,7 @@ from govflow.cli.common import (
     emit_json,
     fmt_time,
     open_registry,
+    parse_pair_list,
     parse_pairs,
     parse_param,
 )
@@ -49,7 +50,7 @@ def register(
     """Store an artifact and register it as the next version of NAME."""
     if not artifact.is_file():
         raise InvalidInput(f"--artifact: {artifact} is not a readable file", field="artifact")
-    datasets = [dataset_ref(role, target) for role, target in parse_pairs(dataset, "--dataset").items()]
+    datasets = [dataset_ref(role, target) for role, target in parse_pair_list(dataset, "--dataset")]
     reg = open_registry()
     v = reg.register(
         name,

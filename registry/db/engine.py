@@ -28,7 +28,7 @@ SQLITE_BUSY_MS = 30_000
 
 def _is_retryable(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "sqlstate", None)
-    if code in ("40001", "40P01"):  # serialization failure, deadlock
+    if code in ("40001", "40P01", "55P03"):  # serialization failure, deadlock, lock not available
         return True
     return "database is locked" in str(exc.orig)
 
@@ -41,7 +41,11 @@ def make_engine(url: str) -> Engine:
         raise InvalidInput(f"registry url: {url!r} is not a database URL", field="url") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"registry url: cannot create {folder}: {exc.strerror or exc}") from exc
         engine = sa.create_engine(
             parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None}
         )
@@ -93,13 +97,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction."""
-        with self._translate(), self.engine.connect() as conn, conn.begin():
+        with self.translate(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
         """A connection for a single-statement read (no explicit transaction block)."""
-        with self._translate(), self.engine.connect() as conn:
+        with self.translate(), self.engine.connect() as conn:
             yield conn
 
     def transact(self, work: Callable[[Connection], T]) -> T:
@@ -111,7 +115,7 @@ class Database:
         for attempt in range(RETRIES):
             try:
                 with (
-                    self._translate(retry=True),
+                    self.translate(retry=True),
                     self.engine.connect().execution_options(govflow_write=True) as conn,
                 ):
                     with conn.begin():
@@ -134,7 +138,7 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def _translate(self, retry: bool = False) -> Iterator[None]:
+    def translate(self, retry: bool = False) -> Iterator[None]:
         try:
             yield
         except GovflowError:

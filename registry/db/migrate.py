@@ -36,7 +36,7 @@ def head_revision() -> str | None:
 
 def current_revision(db: Database) -> str | None:
     """The revision the database is at (None for an empty database)."""
-    with db.engine.connect() as conn:
+    with db.lookup() as conn:
         try:
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         except (OperationalError, ProgrammingError):
@@ -65,7 +65,7 @@ def upgrade(db: Database) -> tuple[str | None, str | None]:
 
         before = current_revision(db)
         cfg = _config()
-        with db.engine.begin() as conn:
+        with db.translate(), db.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         return before, current_revision(db)

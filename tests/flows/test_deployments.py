@@ -87,6 +87,7 @@ def test_drift_event_triggers_rollback_run_executed_by_worker(
 
     run = wait_for(created, timeout=60, what="the trigger to create a rollback run")[0]
     assert run.parameters["model_name"] == "credit-risk"
+    assert run.parameters["expected_version"] == 2
     assert run.parameters["reason"] == "drift detected on version 2: max PSI 0.93"
 
     env = dict(

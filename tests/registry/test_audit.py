@@ -115,3 +115,15 @@ def test_export_writes_every_event(chain: Registry, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seq"] for e in lines] == [1, 2, 3, 4]
     assert lines[-1]["action"] == "alias.set"
+
+
+def test_bad_log_limit_and_export_path_are_refused(chain: Registry, tmp_path: Path) -> None:
+    from registry.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="limit"):
+        chain.audit_log(limit=0)
+    with pytest.raises(InvalidInput, match="folder"):
+        chain.export_audit(tmp_path / "missing" / "audit.jsonl")
+    with pytest.raises(InvalidInput, match="folder"):
+        chain.export_audit(tmp_path)
+    assert len(chain.audit_log(limit=1)) == 1

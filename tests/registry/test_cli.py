@@ -52,6 +52,8 @@ def test_cli_governed_lifecycle(cli, tmp_path: Path) -> None:
     model.write_bytes(b"weights-1")
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n3,4\n")
+    data2 = tmp_path / "train2.csv"
+    data2.write_text("a,b\n5,6\n")
     out = cli(
         "register",
         "churn",
@@ -63,6 +65,8 @@ def test_cli_governed_lifecycle(cli, tmp_path: Path) -> None:
         "depth=4",
         "--dataset",
         f"train={data}",
+        "--dataset",
+        f"train={data2}",
         "--commit",
         "abc1234def",
         "--json",
@@ -84,7 +88,7 @@ def test_cli_governed_lifecycle(cli, tmp_path: Path) -> None:
     shown = json.loads(cli("show", "churn@production", "--json").stdout)
     assert shown["version"] == 1 and shown["stage"] == "production" and shown["aliases"] == ["production"]
     assert shown["approvals"][0]["actor"] == "bob"
-    assert shown["lineage"]["datasets"][0]["rows"] == 2
+    assert [d["rows"] for d in shown["lineage"]["datasets"]] == [2, 1]
     assert shown["lineage"]["code"]["commit"] == "abc1234def"
     model.write_bytes(b"weights-2")
     cli("register", "churn", "--artifact", str(model))

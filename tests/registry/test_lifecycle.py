@@ -198,3 +198,45 @@ def test_transition_returns_the_stored_state(registry: Registry, artifact) -> No
     returned = registry.transition("churn", 1, "production", actor="carol")
     assert returned == registry.get_version("churn", 1)
     assert returned.review_round == 2 and returned.aliases == ["production"]
+
+
+def test_decisions_on_a_production_version_are_refused(registry: Registry, artifact) -> None:
+    _promote(registry, artifact)
+    for stage in ("archived", "staging"):
+        with pytest.raises(Refused, match="under review"):
+            registry.reject("churn", 1, reason="oops", actor="carol", stage=stage)
+    assert registry.get("churn@production").stage == Stage.PRODUCTION
+
+
+def test_listing_a_stage_in_the_policy_keeps_the_production_approval(backend_url: str, tmp_path, artifact) -> None:
+    for stages in ({"production": {"gates": []}}, {"staging": {"approvals": 0}}):
+        reg = Registry(url=backend_url, artifact_root=str(tmp_path / "a"), policy=Policy.from_dict({"stages": stages}))
+        n = _staged(reg, artifact)
+        with pytest.raises(ApprovalRequired):
+            reg.transition("churn", n, "production", actor="alice")
+        reg.close()
+    explicit = Policy.from_dict({"stages": {"production": {"approvals": 0}}})
+    assert explicit.rule(Stage.PRODUCTION).approvals == 0
+
+
+def test_registrant_cannot_clear_a_failed_gate(backend_url: str, tmp_path, artifact) -> None:
+    policy = Policy.from_dict({"stages": {"production": {"gates": ["fairness"]}}})
+    reg = Registry(url=backend_url, artifact_root=str(tmp_path / "a"), policy=policy)
+    _staged(reg, artifact)
+    reg.approve("churn", 1, actor="bob")
+    reg.add_evidence("churn", 1, gate="fairness", passed=False, actor="alice")
+    reg.add_evidence("churn", 1, gate="fairness", passed=True, actor="alice")
+    with pytest.raises(GateFailed, match="registrant alice does not clear"):
+        reg.transition("churn", 1, "production", actor="bob")
+    reg.add_evidence("churn", 1, gate="fairness", passed=True, actor="fairness-review")
+    assert reg.transition("churn", 1, "production", actor="bob").stage == Stage.PRODUCTION
+    reg.close()
+
+
+def test_rollback_of_a_version_no_longer_live_is_refused(registry: Registry, artifact) -> None:
+    _promote(registry, artifact)
+    _promote(registry, artifact)
+    with pytest.raises(RollbackRefused, match="churn/1 is no longer in production"):
+        registry.rollback("churn", reason="drift on v1", actor="ops", expected_version=1)
+    assert registry.resolve("churn@production").version == 2
+    assert registry.rollback("churn", reason="drift on v2", expected_version=2).restored == 1
