@@ -22,8 +22,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the flow's result a
 
 
 def _check(path: Path) -> str:
+    """Validate the config before a flow starts, so bad input is one line, not a flow traceback."""
+    from flows.config import PipelineConfig
+
     if not path.is_file():
         raise InvalidInput(f"--config: {path} is not a readable file", field="config")
+    PipelineConfig.load(path)
     return str(path)
 
 
@@ -67,6 +71,13 @@ def run_rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Roll back to the last approved version and deploy it."""
+    from flows.config import PipelineConfig
     from flows.rollback import rollback
+    from flows.steps import open_registry
+    from registry import Registry
 
-    _show(rollback(model, reason, _check(config) if config else None), json_out)
+    path = _check(config) if config else None
+    reg = open_registry(PipelineConfig.load(path)) if path else Registry()
+    reg.resolve(f"{model}@production")  # unknown model or nothing live: one line, exit 2
+    reg.close()
+    _show(rollback(model, reason, path), json_out)

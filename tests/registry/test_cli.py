@@ -126,6 +126,7 @@ def test_cli_refusals(sqlite_cli, tmp_path: Path) -> None:
         "not a readable file" in cli("register", "churn", "--artifact", str(tmp_path / "no"), expect=2).stderr
     )
     assert "'churn' not found" in cli("show", "churn/1", expect=2).stderr
+    assert "'churn' not found" in cli("run", "rollback", "churn", "--reason", "x", expect=2).stderr
     cli("register", "churn", "--artifact", str(model))
     assert "churn/9 not found" in cli("approve", "churn", "9", expect=2).stderr
     assert "not allowed" in cli("transition", "churn", "1", "production", expect=2).stderr
