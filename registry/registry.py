@@ -378,7 +378,9 @@ class Registry(ModelIO, Annotations, AuditTrail):
                 at=at,
                 approved_by=approvers,
             )
-            lifecycle.point_alias(conn, model.id, lifecycle.PRODUCTION_ALIAS, target, actor=who, at=at)
+            lifecycle.point_alias(
+                conn, model.id, lifecycle.PRODUCTION_ALIAS, target, actor=who, at=at, previous=current.version
+            )
             self._audit(
                 conn,
                 at,
