@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test soak fuzz mutate bench lint clean
 
 install: $(STAMP)
 
@@ -18,6 +18,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Long profiles: the crash matrix with 100 kills per backend, the fuzzers with 10,000 examples.
+soak: install
+	GOVFLOW_SOAK_KILLS=100 $(BIN)/python -m pytest tests/reliability -k crash -p no:randomly
+
+fuzz: install
+	GOVFLOW_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest tests/reliability -k fuzz
+
+mutate: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
+	$(BIN)/python -m bench.mutate
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

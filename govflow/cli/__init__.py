@@ -23,7 +23,13 @@ app = typer.Typer(
 def _register_commands() -> None:
     from govflow.cli import audit_cmds, registry_cmds  # noqa: F401  (commands attach to app)
 
-    for optional in ("govflow.cli.artifacts", "govflow.cli.flows", "govflow.cli.serve"):
+    for optional in (
+        "govflow.cli.artifacts",
+        "govflow.cli.flows",
+        "govflow.cli.serve",
+        "govflow.cli.harden",
+        "govflow.cli.evidence_pack",
+    ):
         try:
             __import__(optional)
         except ModuleNotFoundError as exc:
