@@ -42,6 +42,9 @@ __all__ = ["DriftReference", "drift_gate", "js_distance", "psi"]
 Status = Literal["ok", "warn", "act"]
 _RANK = {"ok": 0, "warn": 1, "act": 2}
 PSI_FLOOR = 1e-4  # share floor inside PSI, so an empty bin costs a bounded amount, not inf
+# A score equal to a threshold up to float error reaches it: 10 more points of missing values
+# out of 100 rows is a change of 0.09999999999999998, and that is the 0.10 it means.
+TOLERANCE = 1e-9
 
 
 def drift_gate(
@@ -67,7 +70,8 @@ def drift_gate(
     and, when ``ks_alpha`` is set and at most ``ks_max_n`` values are present, KS p < alpha
     (warn only). The verdict is ``act`` when the share of ``act`` features reaches
     ``drift_share``, ``warn`` when any feature is warn or act, else ``ok``. The gate passes
-    unless the verdict is ``act``.
+    unless the verdict is ``act``. A score within ``TOLERANCE`` (1e-9) below a threshold reaches
+    it, so float error in a rate never turns an exact 0.10 change into 0.0999….
 
     Refuses with ``InvalidInput``: a reference that does not validate; a non-DataFrame
     ``current_df``; thresholds that are not ``0 < warn ≤ act``; ``drift_share`` outside (0, 1].
@@ -252,7 +256,11 @@ def _add_nan_signal(
 
 
 def _status(value: float, warn: float, act: float) -> Status:
-    return "act" if value >= act else "warn" if value >= warn else "ok"
+    return "act" if _reaches(value, act) else "warn" if _reaches(value, warn) else "ok"
+
+
+def _reaches(value: float, threshold: float) -> bool:
+    return value >= threshold - TOLERANCE
 
 
 def _hard(method: str, note: str) -> dict[str, Any]:
