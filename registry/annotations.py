@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -11,8 +12,9 @@ from registry import audit, lifecycle, queries
 from registry.base import RegistryBase, now
 from registry.config import resolve_actor
 from registry.db.tables import evidence
-from registry.entities import Evidence, check_name
+from registry.entities import Evidence
 from registry.errors import InvalidInput, Refused
+from registry.validate import check_actor, check_json, check_name, check_version
 
 
 class Annotations(RegistryBase):
@@ -27,7 +29,10 @@ class Annotations(RegistryBase):
         self._alias(name, alias, None, actor)
 
     def _alias(self, name: str, alias: str, version: int | None, actor: str | None) -> None:
+        check_name(name)
         check_name(alias, "alias")
+        if version is not None:
+            check_version(version)
         if alias == lifecycle.PRODUCTION_ALIAS:
             raise Refused(
                 "alias production follows the production stage; use transition or rollback", model=name
@@ -61,13 +66,24 @@ class Annotations(RegistryBase):
         actor: str | None = None,
     ) -> Evidence:
         """Attach a gate result to a version (append-only; the latest per gate counts)."""
-        if not gate or len(gate) > 128:
-            raise InvalidInput(f"gate: {gate!r} must be 1 to 128 characters", field="gate")
+        check_name(name)
+        check_version(version)
+        check_actor(gate, "gate")
+        if not isinstance(passed, bool):
+            raise InvalidInput(f"passed: {passed!r} must be true or false", field="passed")
+        numbers: dict[str, float | None] = {}
         for label, number in (("value", value), ("threshold", threshold)):
-            if number is not None and not (
-                isinstance(number, int | float) and abs(float(number)) < float("inf")
+            if number is not None and (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not math.isfinite(float(number))
             ):
                 raise InvalidInput(f"{label}: {number!r} is not a finite number", field=label)
+            numbers[label] = None if number is None else float(number)
+        value, threshold = numbers["value"], numbers["threshold"]
+        if details is not None and not isinstance(details, dict):
+            raise InvalidInput(f"details: {type(details).__name__} is not a mapping", field="details")
+        check_json(details or {}, "details")
         try:
             clean = json.loads(audit.canonical(details or {}))
         except (TypeError, ValueError) as exc:

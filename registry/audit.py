@@ -22,6 +22,15 @@ from registry.entities import AuditEvent, VerifyReport
 
 GENESIS = "0" * 64
 
+# Actions the registry writes together with the state they describe; ``record()`` refuses them.
+RESERVED_NAMESPACES = ("version.", "alias.", "evidence.", "policy.", "audit.", "checkpoint.")
+RESERVED_ACTIONS = frozenset({"model.rolled_back", "model.registered", "model.promoted"})
+
+
+def is_reserved(action: str) -> bool:
+    """True for actions in the registry's own namespaces."""
+    return action.startswith(RESERVED_NAMESPACES) or action in RESERVED_ACTIONS
+
 # Prebuilt statements: appends sit on every write path, so skip per-call SQL construction.
 _HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _INSERT = audit_events.insert()

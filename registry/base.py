@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from registry.db.migrate import ensure_schema, upgrade
 from registry.entities import AuditEvent
 from registry.errors import InvalidInput
 from registry.policy import Policy
+from registry.validate import check_json, check_name, check_version
+
+ACTION_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+")
 
 
 def now() -> datetime:
@@ -95,10 +99,30 @@ class RegistryBase:
         payload: dict[str, Any] | None = None,
         actor: str | None = None,
     ) -> AuditEvent:
-        """Append a free-standing audit event (a deploy, a pickle opt-in, a degraded server)."""
+        """Append a free-standing audit event (a deploy, a pickle opt-in, a degraded server).
+
+        Refuses the registry's own namespaces (``version.``, ``alias.``, ``evidence.``,
+        ``policy.``, ``model.rolled_back``…): those events are written only with the state they
+        describe. Custom events use ``custom.``.
+        """
+        if not isinstance(action, str) or len(action) > 64 or not ACTION_RE.fullmatch(action):
+            raise InvalidInput(
+                f"action: {action!r} must be dotted lowercase words (e.g. custom.note), at most 64 characters",
+                field="action",
+            )
+        if audit.is_reserved(action):
+            raise InvalidInput(
+                f"action: {action} is in the registry's own namespace; custom events use custom.",
+                field="action",
+            )
+        if model is not None:
+            check_name(model, "model")
+        if version is not None:
+            check_version(version)
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidInput(f"payload: {type(payload).__name__} is not a mapping", field="payload")
+        check_json(payload or {}, "payload")
         who = resolve_actor(actor)
-        if not action or len(action) > 64:
-            raise InvalidInput(f"action: {action!r} must be 1 to 64 characters", field="action")
         return self.db.transact(
             lambda conn: self._audit(conn, now(), who, action, model, version, payload or {})
         )

@@ -7,7 +7,7 @@ import os
 
 from pydantic import BaseModel, Field
 
-from registry.errors import InvalidInput
+from registry.validate import check_actor
 
 DEFAULT_URL = "sqlite:///.govflow/registry.db"
 DEFAULT_ARTIFACT_ROOT = ".govflow/artifacts"
@@ -36,10 +36,7 @@ class Settings(BaseModel):
 def resolve_actor(explicit: str | None = None) -> str:
     """The acting identity: explicit, else ``GOVFLOW_ACTOR``, else the OS user."""
     actor = explicit if explicit is not None else os.environ.get("GOVFLOW_ACTOR") or _os_user()
-    actor = actor.strip()
-    if not actor or len(actor) > 128:
-        raise InvalidInput(f"actor: {actor!r} must be 1 to 128 characters", field="actor")
-    return actor
+    return check_actor(actor)
 
 
 def _os_user() -> str:

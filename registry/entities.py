@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -11,22 +10,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from registry.stages import Stage
+from registry.validate import NAME_RE, check_json, check_name  # noqa: F401  (re-exported)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ParamValue = str | int | float | bool | None
-
-
-def check_name(name: str, field: str = "name") -> str:
-    """Return ``name`` if it is a legal model or alias name; refuse it otherwise."""
-    from registry.errors import InvalidInput
-
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidInput(
-            f"{field}: {name!r} must match {NAME_RE.pattern} (lowercase letters, digits, . _ -)",
-            field=field,
-        )
-    return name
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -138,6 +124,17 @@ class VersionSpec(BaseModel):
                 if not isinstance(key, str) or not key:
                     raise InvalidInput(f"key {key!r} must be a non-empty string", field="params/tags")
         return value
+
+    @model_validator(mode="after")
+    def _same_on_every_backend(self) -> VersionSpec:
+        # SQLite would keep NaN and NUL that PostgreSQL refuses; refuse them on both.
+        check_json(self.params, "params")
+        check_json(self.tags, "tags")
+        check_json(self.drift_reference, "drift_reference")
+        check_json(self.description, "description")
+        check_json(self.lineage.model_dump(mode="json"), "lineage")
+        check_json([c.model_dump() for c in self.input_schema], "input_schema")
+        return self
 
 
 class Decision(StrEnum):

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from registry.entities import check_name
+from typing import Any
+
 from registry.errors import InvalidInput
+from registry.validate import check_name, parse_version
 
 
-def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
+def parse_ref(ref: Any) -> tuple[str, int | None, str | None]:
     """Split a reference into (name, version, alias); exactly one of version/alias is set."""
+    if not isinstance(ref, str):
+        raise InvalidInput(f"reference: {ref!r} must be a string NAME/VERSION or NAME@ALIAS", field="reference")
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return check_name(name), None, check_name(alias, "alias")
     if "/" in ref:
         name, number = ref.rsplit("/", 1)
         check_name(name)
-        if not number.isdigit() or int(number) < 1:
-            raise InvalidInput(f"version: {number!r} is not a positive integer", field="version")
-        return name, int(number), None
+        return name, parse_version(number), None
     raise InvalidInput(f"reference: {ref!r} must be NAME/VERSION or NAME@ALIAS", field="reference")

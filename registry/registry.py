@@ -24,13 +24,13 @@ from registry.entities import (
     StageChange,
     VersionRef,
     VersionSpec,
-    check_name,
 )
 from registry.errors import InvalidInput, RollbackRefused, first_invalid
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
 from registry.trail import AuditTrail
+from registry.validate import check_name, check_text, check_version
 
 
 class Registry(ModelIO, Annotations, AuditTrail):
@@ -58,6 +58,9 @@ class Registry(ModelIO, Annotations, AuditTrail):
         drift_reference, description). Refuses a bad name or a non-finite metric before writing.
         """
         check_name(name)
+        check_name(artifact_format, "artifact_format")
+        if len(artifact_format) > 32:
+            raise InvalidInput("artifact_format: at most 32 characters", field="artifact_format")
         who = resolve_actor(actor)
         try:
             spec = VersionSpec(**fields)
@@ -135,6 +138,8 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         """One version, with approvals and evidence; refuses an unknown model or version."""
+        check_name(name)
+        check_version(version)
         with self.db.read() as conn:
             return queries.full_version(conn, name, version)
 
@@ -156,6 +161,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
     def versions(self, name: str) -> list[ModelVersion]:
         """All versions of a model, newest first (without approvals and evidence)."""
+        check_name(name)
         with self.db.read() as conn:
             return queries.list_versions(conn, name)
 
@@ -166,15 +172,23 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
     def history(self, name: str) -> list[StageChange]:
         """The model's stage history, oldest first."""
+        check_name(name)
         with self.db.read() as conn:
             return queries.stage_changes(conn, name)
 
     def production_at(self, name: str, at: datetime) -> ProductionAt:
         """Which version was in production at ``at``, and who promoted and approved it."""
+        check_name(name)
+        if not isinstance(at, datetime):
+            raise InvalidInput(f"time: {at!r} is not a datetime", field="time")
         if at.tzinfo is None:
             raise InvalidInput("time: give a timezone (e.g. 2026-03-03T12:00:00Z)", field="time")
+        try:
+            instant = at.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(f"time: {at.isoformat()} is outside the representable range", field="time") from None
         with self.db.read() as conn:
-            return queries.production_at(conn, name, at.astimezone(UTC))
+            return queries.production_at(conn, name, instant)
 
     def impact(
         self, *, dataset: str | None = None, digest: str | None = None, commit: str | None = None
@@ -205,7 +219,10 @@ class Registry(ModelIO, Annotations, AuditTrail):
         Entering production archives the previous production version and moves the
         ``production`` alias, all in one transaction.
         """
+        check_name(name)
+        check_version(version)
         target = parse_stage(stage)
+        reason = check_text(reason, "reason")
         who = resolve_actor(actor)
         at = now()
 
@@ -284,7 +301,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
         stage: str | Stage = Stage.PRODUCTION,
     ) -> Approval:
         """Record a reject decision and send a staged version back to development."""
-        if not reason or not reason.strip():
+        if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason: a rejection needs a reason", field="reason")
         return self._decide(name, version, "reject", reason, actor, parse_stage(stage))
 
@@ -297,6 +314,9 @@ class Registry(ModelIO, Annotations, AuditTrail):
         actor: str | None,
         target: Stage,
     ) -> Approval:
+        check_name(name)
+        check_version(version)
+        reason = check_text(reason, "reason")
         who = resolve_actor(actor)
         at = now()
 
@@ -342,8 +362,12 @@ class Registry(ModelIO, Annotations, AuditTrail):
         The demoted version is marked rolled back and is never a rollback target again. Refused,
         with nothing changed, when there is no production version or nothing to restore.
         """
-        if not reason or not reason.strip():
+        check_name(name)
+        if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason: a rollback needs a reason", field="reason")
+        check_text(reason, "reason")
+        if expected_version is not None:
+            check_version(expected_version, "expected_version")
         who = resolve_actor(actor)
         at = now()
 

@@ -23,7 +23,7 @@ class AuditTrail(RegistryBase):
 
     def verify_audit(self, *, raise_on_error: bool = False) -> VerifyReport:
         """Recompute the hash chain; report (or raise on) the first bad seq."""
-        with self.db.read() as conn:
+        with self.db.snapshot() as conn:
             report = audit.verify(conn)
         if raise_on_error and not report.ok:
             raise AuditChainBroken(
@@ -40,7 +40,7 @@ class AuditTrail(RegistryBase):
         tmp = out.with_name(out.name + ".tmp")
         count = 0
         try:
-            with self.db.read() as conn, open(tmp, "w", encoding="utf-8") as fh:
+            with self.db.snapshot() as conn, open(tmp, "w", encoding="utf-8") as fh:
                 for row in audit.iter_events(conn):
                     fh.write(audit.to_event(row).model_dump_json() + "\n")
                     count += 1

@@ -101,6 +101,23 @@ class Database:
             yield conn
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction whose every statement sees one snapshot.
+
+        PostgreSQL's default READ COMMITTED lets each statement see newer commits, so a reader
+        of the events and then of the chain head could see two different states; REPEATABLE
+        READ fixes one snapshot for the whole transaction. SQLite's read transaction already
+        does (WAL).
+        """
+        with self.translate(), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+
+    @contextmanager
     def lookup(self) -> Iterator[Connection]:
         """A connection for a single-statement read (no explicit transaction block)."""
         with self.translate(), self.engine.connect() as conn:
