@@ -13,6 +13,8 @@ from flows.artifacts import publish_drift
 from flows.config import PipelineConfig
 from flows.data import read_table
 from flows.steps import open_registry, production_version
+from registry import Registry
+from registry.checkpoint import checkpoint_from_env
 from registry.config import resolve_actor
 from registry.errors import InvalidInput
 
@@ -27,6 +29,7 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
     live = production_version(reg, config.model_name)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)
+        write_checkpoint(reg, log)
         return {"model": config.model_name, "version": None, "verdict": "no-production"}
     if not live.drift_reference:
         raise InvalidInput(f"{live.ref} has no drift reference to compare against", field="drift_reference")
@@ -86,5 +89,18 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
             data=str(path),
         )
     log.info("monitor %s: %s", live.ref, drift.message)
+    write_checkpoint(reg, log)
     reg.close()
     return out
+
+
+def write_checkpoint(reg: Registry, log: Any) -> str | None:
+    """With GOVFLOW_CHECKPOINT_KEY set, pin the audit chain in a signed checkpoint; log where.
+
+    It goes to GOVFLOW_CHECKPOINT_OUT (a folder or s3:// prefix) as <count>.txt, by default in
+    a checkpoints/ folder beside a SQLite registry. A broken chain fails the run.
+    """
+    where = checkpoint_from_env(reg)
+    if where is not None:
+        log.info("audit checkpoint written to %s", where)
+    return where

@@ -384,13 +384,22 @@ def verify_checkpoint(
 ) -> CheckpointCheck:
     """Prove the current chain extends the signed checkpoint; raise IntegrityError if not.
 
-    Checks, in order: the signature of ``pubkey``; the origin when one is expected; and, in one
-    snapshot, that the chain recomputed from genesis reaches the signed count with exactly the
-    signed hash (nothing before it changed) and still verifies after it. ``checkpoint`` is the
-    note's text, a local path or ``s3://bucket/key``.
+    ``checkpoint`` is the note's text, a local path or ``s3://bucket/key``; see ``verify_note``.
     """
     verifier = pubkey if isinstance(pubkey, Verifier) else load_verifier(pubkey)
     note, source = read_note(checkpoint)
+    return verify_note(registry, note, verifier, source, origin=origin)
+
+
+def verify_note(
+    registry: Any, note: str, verifier: Verifier, source: str, *, origin: str | None = None
+) -> CheckpointCheck:
+    """Check a checkpoint's text; ``source`` names it in every message.
+
+    Checks, in order: the signature; the origin when one is expected; and, in one snapshot,
+    that the chain recomputed from genesis reaches the signed count with exactly the signed hash
+    (nothing before it changed) and still verifies after it.
+    """
     signed = parse_body(open_note(note, verifier, source), source)
     where = f"checkpoint {source}"
     if origin is not None and signed.origin != origin:

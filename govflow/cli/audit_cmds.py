@@ -12,9 +12,18 @@ from rich.table import Table
 from govflow.cli import app
 from govflow.cli.common import console, emit_json, fmt_time, open_registry
 from govflow.cli.registry_cmds import ActorOpt, JsonOpt
+from registry.checkpoint import (
+    keygen,
+    load_signing_key,
+    load_verifier,
+    read_note,
+    save_checkpoint,
+    verify_note,
+)
 from registry.config import Settings
 from registry.db import Database
 from registry.db.migrate import upgrade as upgrade_schema
+from registry.errors import IntegrityError, InvalidInput
 
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 alias_app = typer.Typer(help="Named pointers to versions.", no_args_is_help=True)
@@ -48,17 +57,77 @@ def audit_log(
 
 
 @audit_app.command("verify")
-def audit_verify(json_out: JsonOpt = False) -> None:
-    """Recompute the hash chain. Exit 0 when intact, 1 naming the first bad seq."""
-    report = open_registry().verify_audit()
+def audit_verify(
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", help="Signed checkpoint to check too: a path or s3://bucket/key."),
+    ] = None,
+    pubkey: Annotated[
+        Path | None, typer.Option("--pubkey", help="The .pub file of the checkpoint's key.")
+    ] = None,
+    origin: Annotated[str | None, typer.Option("--origin", help="Require this checkpoint origin.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recompute the hash chain (and check a signed checkpoint). Exit 0 when intact, 1 when not."""
+    if checkpoint is not None and pubkey is None:
+        raise InvalidInput("pubkey: --checkpoint needs --pubkey (the .pub file of its key)", field="pubkey")
+    if pubkey is not None and checkpoint is None:
+        raise InvalidInput("checkpoint: --pubkey needs --checkpoint", field="checkpoint")
+    # Bad key files and unreadable checkpoints fail (exit 2) before any work is done.
+    verifier = load_verifier(pubkey) if pubkey is not None else None
+    note = read_note(checkpoint)[0] if checkpoint is not None else None
+    registry = open_registry()
+    report = registry.verify_audit()
+    check = None
+    if report.ok and note is not None and verifier is not None and checkpoint is not None:
+        try:
+            check = verify_note(registry, note, verifier, checkpoint, origin=origin)
+        except IntegrityError as exc:
+            print(exc, file=sys.stderr)
+            raise typer.Exit(1) from None
     if json_out:
-        emit_json(report)
-    elif report.ok:
-        console.print(f"audit chain OK: {report.events} events verified")
+        emit_json({"audit": report, "checkpoint": check} if check is not None else report)
+    elif not report.ok:
+        where = f" at seq {report.first_bad_seq}" if report.first_bad_seq is not None else ""
+        print(f"audit chain BROKEN{where}: {report.problem}", file=sys.stderr)
     else:
-        print(f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+        console.print(f"audit chain OK: {report.events} events verified", highlight=False)
+        if check is not None:
+            console.print(
+                f"checkpoint {check.source} OK: the {check.count} events signed by {check.key} are intact",
+                highlight=False,
+                soft_wrap=True,
+            )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("keygen")
+def audit_keygen(
+    out: Annotated[str, typer.Option("--out", help="Writes OUT.key (mode 0600) and OUT.pub.")],
+    name: Annotated[str, typer.Option("--name", help="Key name in signature lines.")] = "govflow",
+) -> None:
+    """Make an Ed25519 key pair for signing checkpoints."""
+    key, pub = keygen(out, name)
+    console.print(f"wrote {key} (private, mode 0600) and {pub} (public)", highlight=False, soft_wrap=True)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    key: Annotated[Path, typer.Option("--key", help="The .key file from audit keygen.")],
+    out: Annotated[str, typer.Option("--out", help="Where to write: a path or s3://bucket/key.")],
+    origin: Annotated[
+        str | None, typer.Option("--origin", help="Origin line (default from the URL).")
+    ] = None,
+) -> None:
+    """Sign the audit chain's current head and write the checkpoint."""
+    signer = load_signing_key(key)
+    signed, where = save_checkpoint(open_registry(), signer, out, origin=origin)
+    console.print(
+        f"checkpoint of {signed.count} events (head {signed.head_hash[:12]}) written to {where}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @audit_app.command("export")
