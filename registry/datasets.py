@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path
 
 from registry.artifacts.base import CHUNK
@@ -20,20 +22,39 @@ def schema_fingerprint(columns: dict[str, str]) -> str:
 
 
 def hash_file(path: Path) -> tuple[str, int | None]:
-    """(sha256, data rows) of a file; rows are counted for CSV (lines minus the header)."""
+    """(sha256, data rows) of a file; rows are counted for CSV (lines minus the header).
+
+    Refuses anything but a regular file (a FIFO, a device, a directory) and a file that cannot
+    be read to the end, with ``InvalidInput(field="dataset")`` naming the path.
+    """
     digest = hashlib.sha256()
     newlines = 0
     last = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            newlines += chunk.count(b"\n")
-            last = chunk
+    try:
+        # O_NONBLOCK so that opening a FIFO to check its type does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInput(f"dataset: {path} is not a regular file", field="dataset")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                newlines += chunk.count(b"\n")
+                last = chunk
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
     rows = None
     if path.suffix.lower() == ".csv":
         lines = newlines + (1 if last and not last.endswith(b"\n") else 0)
         rows = max(lines - 1, 0)
     return digest.hexdigest(), rows
+
+
+def _unreadable(path: Path, exc: OSError) -> InvalidInput:
+    return InvalidInput(f"dataset: cannot read {path}: {exc.strerror or exc}", field="dataset")
 
 
 def dataset_ref(role: str, target: str, **extra: object) -> DatasetRef:
@@ -47,7 +68,7 @@ def dataset_ref(role: str, target: str, **extra: object) -> DatasetRef:
         return DatasetRef(role=role_value, uri=target, sha256=target, **extra)  # type: ignore[arg-type]
     path = Path(target).expanduser()
     if "://" not in target:
-        if not path.is_file():
+        if not path.exists():
             raise InvalidInput(f"dataset {role}: {target} is not a readable file", field="dataset")
         digest, rows = hash_file(path)
         extra.setdefault("rows", rows)

@@ -100,10 +100,18 @@ class Policy(BaseModel):
         if path is None or str(path) == "":
             return cls()
         p = Path(path)
+        if p.exists() and not p.is_file():
+            # Reading a FIFO or a device would block or never end.
+            raise PolicyError(f"policy {p}: not a regular file", field="policy")
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"policy {p}: cannot read: {exc.strerror or exc}", field="policy") from exc
+        except UnicodeDecodeError as exc:
+            raise PolicyError(
+                f"policy {p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+                field="policy",
+            ) from exc
         try:
             data: Any = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:

@@ -6,8 +6,12 @@ Refusals and bad input print one line on stderr and exit with status 2; nothing 
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+
+# typer vendors click; its usage errors live here (typer.TyperException is their public base).
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from registry.errors import GovflowError
 
@@ -38,13 +42,31 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app and turn govflow errors into one line and exit 2."""
+    """Console entry point: run the app; refusals and usage errors become one line and exit 2."""
     _register_commands()
     try:
-        app()
+        code = app(standalone_mode=False)
     except GovflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail(str(exc), 2)
+    except NoArgsIsHelpError:
+        sys.exit(2)  # the help text is already printed
+    except UsageError as exc:
+        _fail(_usage_line(exc), 2)
+    except typer.TyperException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    # Without standalone mode, --help and typer.Exit come back as an exit code; commands return None.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(exc: UsageError) -> str:
+    """Click's usage error as one line, naming the command it came from."""
+    message = " ".join(exc.format_message().split())
+    command = exc.ctx.command_path if exc.ctx is not None else "govflow"
+    return f"{command}: {message} (see '{command} --help')"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"error: {' '.join(message.splitlines())}", file=sys.stderr)
+    sys.exit(code)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -230,9 +230,12 @@ def production_at(
     except ValueError:
         raise InvalidInput(f"time: {iso_time!r} is not an ISO 8601 time", field="time") from None
     if at.tzinfo is None:
-        from datetime import UTC
-
         at = at.replace(tzinfo=UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:00+14:00 lies before the first representable UTC instant
+        raise InvalidInput(f"time: {iso_time!r} is out of range in UTC", field="time") from None
     p = open_registry().production_at(name, at)
     if json_out:
         emit_json(p)
