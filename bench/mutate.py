@@ -95,11 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     elapsed = time.perf_counter() - t0
     scores = _collect(work, files)
-    if rc != 0 and not any(s.total for s in scores):
-        print(f"mutmut failed (exit {rc}); see {log}:\n{_tail(log)}", file=sys.stderr)
-        return 1
+    unchecked = sum(s.count("not checked") for s in scores)
+    if rc != 0 or unchecked:
+        print(f"mutmut exit {rc}, {unchecked} mutant(s) not checked; see {log}:\n{_tail(log)}", file=sys.stderr)
+        if not any(s.total > s.count("not checked") for s in scores):
+            return 1
     report = _report(scores, ref, started, elapsed, args.max_children, rc)
     print(report)
+    if rc != 0 or unchecked:
+        print("incomplete run: docs/mutation.md left unchanged", file=sys.stderr)
+        return 1
     if not args.no_doc:
         _write_doc(scores, ref, started, elapsed, args.max_children)
         print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
