@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -303,6 +304,8 @@ def test_harden_twice_grants_exactly_what_is_needed_and_owner_still_migrates(
 
 
 def test_refuses_roles_that_could_undo_it(pg_url: str, roles, tmp_path: Path) -> None:
+    with pytest.raises(Refused, match="run `govflow db upgrade` first"):
+        harden(pg_url, roles("app"))  # no schema yet
     _create_schema(pg_url, tmp_path)
     cases = [
         (HOSTILE, "does not exist"),
@@ -368,6 +371,47 @@ def test_owner_roles_are_refused_and_a_plain_owner_can_harden(
         _as(pg_url, app), "ALTER TABLE audit_events DISABLE TRIGGER ALL", pgerr.InsufficientPrivilege, "owner"
     )
     _denied(owner_url, "DELETE FROM audit_events", pgerr.RestrictViolation, "audit_events is append-only")
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from registry import Policy, Registry
+reg = Registry(url=sys.argv[1], artifact_root=sys.argv[2], policy=Policy())
+stop, deadline, count = Path(sys.argv[3]), time.monotonic() + 60, 0
+while not stop.exists() and time.monotonic() < deadline:
+    reg.add_evidence("churn", 1, gate=f"g{count}", passed=True, actor="ci")
+    count += 1
+    if count == 1:
+        print("started", flush=True)
+print(count, flush=True)
+reg.close()
+"""
+
+
+def test_harden_while_the_application_writes(pg_url: str, roles, tmp_path: Path) -> None:
+    owner = _registry(pg_url, tmp_path)
+    owner.register("churn", _model(tmp_path, b"v1"), actor="alice")
+    stop = tmp_path / "stop"
+    args = [sys.executable, "-c", WRITER, pg_url, str(tmp_path / "artifacts"), str(stop)]
+    writer = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+        harden(pg_url, roles("app"))  # waits for in-flight writers; new ones queue behind it
+        hardened_at = _head(pg_url)[0]
+        deadline = time.monotonic() + 30
+        while _head(pg_url)[0] < hardened_at + 20:  # the writer goes on appending through the triggers
+            assert writer.poll() is None and time.monotonic() < deadline, (
+                writer.stderr.read() if writer.stderr else ""
+            )
+            time.sleep(0.05)
+    finally:
+        stop.touch()
+        out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    report = owner.verify_audit()
+    assert report.ok and report.events == 1 + int(out.split()[-1]), report
+    owner.close()
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
