@@ -104,7 +104,7 @@ class Annotations(RegistryBase):
                 "evidence.added",
                 name,
                 version,
-                {"gate": gate, "passed": passed, "value": value, "threshold": threshold},
+                {"gate": gate, "passed": passed, "value": value, "threshold": threshold, "details": clean},
             )
             return ev
 

@@ -31,6 +31,7 @@ def is_reserved(action: str) -> bool:
     """True for actions in the registry's own namespaces."""
     return action.startswith(RESERVED_NAMESPACES) or action in RESERVED_ACTIONS
 
+
 # Prebuilt statements: appends sit on every write path, so skip per-call SQL construction.
 _HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _INSERT = audit_events.insert()
@@ -153,15 +154,21 @@ def iter_events(conn: Connection, model: str | None = None, batch: int = 1000) -
         last = rows[-1].seq
 
 
-def verify(conn: Connection) -> VerifyReport:
-    """Recompute the whole chain; report the first seq that does not verify.
+def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
+    """Recompute the whole chain, then (``state``) check the tables against the replayed log.
 
     Detects an edited event (hash mismatch), a deleted one (seq gap or head mismatch), an
-    inserted one (seq or link mismatch) and reordering (link mismatch).
+    inserted one (seq or link mismatch) and reordering (link mismatch). The state check catches
+    edits of the tables themselves: a forged approval, a moved stage, a swapped digest.
+    Run it inside one snapshot (``Database.snapshot``) so concurrent writers cannot make the
+    events and the head disagree.
     """
+    from registry import replay as replaying
+
     expected_seq = 1
     prev = GENESIS
     count = 0
+    replay = replaying.Replay() if state else None
     for row in iter_events(conn):
         count += 1
         if row.seq != expected_seq:
@@ -184,6 +191,11 @@ def verify(conn: Connection) -> VerifyReport:
             return _bad(count, row.seq, f"event cannot be canonicalized: {exc}")
         if recomputed != row.hash:
             return _bad(count, row.seq, "hash does not match the event's content")
+        if replay is not None:
+            try:
+                replay.apply(row.seq, row.at, row.actor, row.action, row.model, row.version, row.payload)
+            except replaying.LogInconsistent as exc:
+                return _bad(count, row.seq, str(exc))
         prev = row.hash
         expected_seq += 1
     head = conn.execute(_HEAD).one()
@@ -195,8 +207,15 @@ def verify(conn: Connection) -> VerifyReport:
         return _bad(
             count, bad, f"chain ends at seq {last} ({prev[:12]}), head says {head.seq} ({head.hash[:12]})"
         )
+    if replay is not None:
+        try:
+            problem = replaying.compare(conn, replay)
+        except replaying.LogInconsistent as exc:
+            return _bad(count, last, str(exc))
+        if problem:
+            return VerifyReport(ok=False, events=count, problem=problem, scope="state")
     return VerifyReport(ok=True, events=count)
 
 
 def _bad(count: int, seq: int, problem: str) -> VerifyReport:
-    return VerifyReport(ok=False, events=count, first_bad_seq=seq, problem=problem)
+    return VerifyReport(ok=False, events=count, first_bad_seq=seq, problem=problem, scope="chain")

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import audit
+from registry import audit, policy_record
 from registry.artifacts import ArtifactStore, open_store
 from registry.config import Settings, resolve_actor
 from registry.db import Database
@@ -89,6 +89,15 @@ class RegistryBase:
             payload=payload,
             db_user=self.db.db_user,
         )
+
+    def _policy_in_force(self, conn: Connection, actor: str, at: datetime) -> str:
+        """The sha256 of the policy this decision is taken under, recorded if new."""
+        return policy_record.ensure_recorded(conn, self.policy, actor=actor, at=at, append=self._audit)
+
+    def policy_document(self, sha256: str) -> dict[str, Any] | None:
+        """The policy recorded under ``sha256`` (as every decision event names it), or None."""
+        with self.db.read() as conn:
+            return policy_record.document(conn, sha256)
 
     def record(
         self,

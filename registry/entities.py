@@ -14,6 +14,7 @@ from registry.validate import NAME_RE, check_json, check_name  # noqa: F401  (re
 
 ParamValue = str | int | float | bool | None
 
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -273,16 +274,28 @@ class AuditEvent(_Frozen):
 class VerifyReport(_Frozen):
     """Result of recomputing the audit chain."""
 
-    ok: bool = Field(description="True when every link verifies.")
+    ok: bool = Field(description="True when every link verifies and the tables equal the replayed log.")
     events: int = Field(description="Events checked.")
-    first_bad_seq: int | None = Field(default=None, description="First seq that fails.")
+    first_bad_seq: int | None = Field(default=None, description="First seq that fails (chain problems).")
     problem: str | None = Field(default=None, description="What is wrong there.")
+    scope: str | None = Field(default=None, description="chain or state: which check failed.")
 
     @model_validator(mode="after")
-    def _bad_has_seq(self) -> VerifyReport:
-        if not self.ok and self.first_bad_seq is None:
-            raise ValueError("a failed verification names the first bad seq")
+    def _bad_says_where(self) -> VerifyReport:
+        if not self.ok and self.problem is None:
+            raise ValueError("a failed verification says what is wrong")
+        if not self.ok and self.scope != "state" and self.first_bad_seq is None:
+            raise ValueError("a broken chain names the first bad seq")
         return self
+
+    @property
+    def message(self) -> str:
+        """One line for people: what verified, or the first thing that did not."""
+        if self.ok:
+            return f"audit chain OK: {self.events} events verified, state matches the log"
+        if self.scope == "state":
+            return str(self.problem)
+        return f"audit chain BROKEN at seq {self.first_bad_seq}: {self.problem}"
 
 
 class RollbackResult(_Frozen):

@@ -199,6 +199,58 @@ def check_decider(
         )
 
 
+def counted_approvers(
+    policy: Policy, row: Row[Any], target: Stage, decisions: list[tuple[str, str]]
+) -> list[str]:
+    """The approvers that count under ``policy``: approve decisions, distinct, not the registrant,
+    and on the stage's approver list when it has one. ``decisions`` are (decision, actor)."""
+    rule = policy.rule(target)
+    approvers: list[str] = []
+    for decision, actor in decisions:
+        if decision != "approve" or actor in approvers:
+            continue
+        if policy.separation_of_duties and actor == row.registered_by:
+            continue
+        if rule.approvers is not None and actor not in rule.approvers:
+            continue
+        approvers.append(actor)
+    return approvers
+
+
+def gate_problems(conn: Connection, policy: Policy, row: Row[Any], target: Stage) -> list[str]:
+    """What keeps the required gates of ``target`` from passing; empty when they all pass."""
+    rule = policy.rule(target)
+    if not rule.gates:
+        return []
+    latest: dict[str, bool] = {}
+    ignored: set[str] = set()
+    for gate, passed, actor in conn.execute(
+        sa.select(evidence.c.gate, evidence.c.passed, evidence.c.actor)
+        .where(evidence.c.version_id == row.id, evidence.c.gate.in_(rule.gates))
+        .order_by(evidence.c.id)
+    ):
+        # The registrant cannot clear a failed gate by recording a pass after it.
+        if (
+            passed
+            and latest.get(gate) is False
+            and policy.separation_of_duties
+            and actor == row.registered_by
+        ):
+            ignored.add(gate)
+            continue
+        latest[gate] = passed
+    missing = [g for g in rule.gates if g not in latest]
+    failed = [g for g in rule.gates if latest.get(g) is False]
+    parts = []
+    if failed:
+        parts.append(f"failed: {', '.join(failed)}")
+    if ignored & set(failed):
+        parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
+    if missing:
+        parts.append(f"missing: {', '.join(missing)}")
+    return parts
+
+
 def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage) -> list[str]:
     """Refuse entry to ``target`` unless the policy's approvals and gates are met.
 
@@ -206,16 +258,9 @@ def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, tar
     """
     rule = policy.rule(target)
     ref = f"{model}/{row.version}"
-    approvers: list[str] = []
-    for d in current_decisions(conn, row, target):
-        if d.decision != "approve" or d.actor in approvers:
-            continue
-        if policy.separation_of_duties and d.actor == row.registered_by:
-            continue
-        if rule.approvers is not None and d.actor not in rule.approvers:
-            continue
-        approvers.append(d.actor)
-    if len(approvers) < rule.approvals:
+    decisions = [(d.decision, d.actor) for d in current_decisions(conn, row, target)]
+    approvers = counted_approvers(policy, row, target, decisions)
+    if len(approvers) < (rule.approvals or 0):
         have = f"{len(approvers)} ({', '.join(approvers)})" if approvers else "none"
         raise ApprovalRequired(
             f"{ref} needs {rule.approvals} approval(s) for {target.value} from someone other "
@@ -223,44 +268,63 @@ def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, tar
             model=model,
             version=row.version,
         )
-    if rule.gates:
-        latest: dict[str, bool] = {}
-        ignored: set[str] = set()
-        for gate, passed, actor in conn.execute(
-            sa.select(evidence.c.gate, evidence.c.passed, evidence.c.actor)
-            .where(evidence.c.version_id == row.id, evidence.c.gate.in_(rule.gates))
-            .order_by(evidence.c.id)
-        ):
-            # The registrant cannot clear a failed gate by recording a pass after it.
-            if (
-                passed
-                and latest.get(gate) is False
-                and policy.separation_of_duties
-                and actor == row.registered_by
-            ):
-                ignored.add(gate)
-                continue
-            latest[gate] = passed
-        missing = [g for g in rule.gates if g not in latest]
-        failed = [g for g in rule.gates if latest.get(g) is False]
-        if missing or failed:
-            parts = []
-            if failed:
-                parts.append(f"failed: {', '.join(failed)}")
-            if ignored & set(failed):
-                parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
-            if missing:
-                parts.append(f"missing: {', '.join(missing)}")
-            raise GateFailed(
-                f"{ref} cannot enter {target.value}: required gates {'; '.join(parts)}",
-                model=model,
-                version=row.version,
-            )
+    problems = gate_problems(conn, policy, row, target)
+    if problems:
+        raise GateFailed(
+            f"{ref} cannot enter {target.value}: required gates {'; '.join(problems)}",
+            model=model,
+            version=row.version,
+        )
     return approvers
 
 
-def rollback_target(conn: Connection, model_id: int, current: Row[Any]) -> Row[Any] | None:
-    """The version that was in production before ``current``, skipping rolled-back ones."""
+def _left_production_at(conn: Connection, version_id: int) -> datetime | None:
+    return conn.execute(
+        sa.select(stage_history.c.at)
+        .where(
+            stage_history.c.version_id == version_id,
+            stage_history.c.from_stage == Stage.PRODUCTION.value,
+        )
+        .order_by(stage_history.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def rollback_refusal(conn: Connection, policy: Policy, row: Row[Any]) -> str | None:
+    """Why ``row`` may not be restored by a rollback, or None when it may.
+
+    A rollback restores only an archived version that was not itself rolled back, has not been
+    rejected since it last left production, and that the current policy would still admit.
+    """
+    if row.rolled_back:
+        return "it was rolled back"
+    if Stage(row.stage) != Stage.ARCHIVED:
+        return f"it is in {row.stage}, under a new review"
+    left = _left_production_at(conn, row.id)
+    if left is not None:
+        rejected = conn.execute(
+            sa.select(approvals.c.actor)
+            .where(approvals.c.version_id == row.id, approvals.c.decision == "reject", approvals.c.at >= left)
+            .limit(1)
+        ).scalar()
+        if rejected is not None:
+            return f"{rejected} rejected it after it left production"
+    rule = policy.rule(Stage.PRODUCTION)
+    approvers = counted_approvers(
+        policy, row, Stage.PRODUCTION, [("approve", a) for a in last_approvers(conn, row.id)]
+    )
+    if len(approvers) < (rule.approvals or 0):
+        return f"the current policy needs {rule.approvals} approval(s) and its promotion had {len(approvers)}"
+    problems = gate_problems(conn, policy, row, Stage.PRODUCTION)
+    if problems:
+        return f"the current policy's required gates are not met ({'; '.join(problems)})"
+    return None
+
+
+def rollback_target(
+    conn: Connection, policy: Policy, model_id: int, current: Row[Any]
+) -> tuple[Row[Any] | None, list[str]]:
+    """The latest earlier production version that may be restored, and why others were skipped."""
     entries = conn.execute(
         sa.select(stage_history.c.version_id)
         .where(
@@ -270,26 +334,29 @@ def rollback_target(conn: Connection, model_id: int, current: Row[Any]) -> Row[A
         .order_by(stage_history.c.id.desc())
     ).scalars()
     seen: set[int] = set()
+    skipped: list[str] = []
     for version_id in entries:
         if version_id == current.id or version_id in seen:
             continue
         seen.add(version_id)
         row = conn.execute(sa.select(versions).where(versions.c.id == version_id)).one()
-        if not row.rolled_back:
-            return row
-    return None
+        why = rollback_refusal(conn, policy, row)
+        if why is None:
+            return row, skipped
+        skipped.append(f"version {row.version}: {why}")
+    return None, skipped
 
 
-def plan_rollback(conn: Connection, model_id: int, model: str) -> tuple[Row[Any], Row[Any]]:
+def plan_rollback(conn: Connection, policy: Policy, model_id: int, model: str) -> tuple[Row[Any], Row[Any]]:
     """(current production row, row to restore); refuse when either is missing."""
     current = production_row(conn, model_id)
     if current is None:
         raise RollbackRefused(f"{model} has no version in production to roll back", model=model)
-    target = rollback_target(conn, model_id, current)
+    target, skipped = rollback_target(conn, policy, model_id, current)
     if target is None:
+        detail = f" (skipped {'; '.join(skipped)})" if skipped else ""
         raise RollbackRefused(
-            f"{model}/{current.version} is the only production version on record that was not "
-            "rolled back; there is nothing to restore",
+            f"{model}/{current.version}: no earlier production version may be restored{detail}",
             model=model,
             version=current.version,
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from registry.artifacts import Blob
+from registry.audit import canonical
 from registry.db.tables import datasets, models, stage_history, versions
 from registry.entities import VersionSpec
 from registry.stages import Stage
@@ -99,3 +102,27 @@ def insert_version(
         },
     )
     return number
+
+
+def drift_reference_digest(reference: dict[str, Any] | None) -> str | None:
+    """sha256 of a drift reference's canonical JSON (the log keeps the digest, not the bins)."""
+    return None if reference is None else hashlib.sha256(canonical(reference)).hexdigest()
+
+
+def event_payload(
+    blob: Blob, artifact_format: str, spec: VersionSpec, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The ``version.registered`` payload: everything the version row holds, so replay can check it."""
+    lineage = spec.lineage
+    return {
+        "artifact": {"sha256": blob.sha256, "uri": blob.uri, "size": blob.size, "format": artifact_format},
+        "datasets": [d.model_dump(mode="json") for d in lineage.datasets],
+        "code": lineage.code.model_dump(),
+        "run": lineage.run.model_dump(),
+        "metrics": metrics,
+        "params": spec.params,
+        "tags": spec.tags,
+        "input_schema": [c.model_dump() for c in spec.input_schema],
+        "drift_reference_sha256": drift_reference_digest(spec.drift_reference),
+        "description": spec.description,
+    }

@@ -89,20 +89,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
                 "version.registered",
                 name,
                 number,
-                {
-                    "artifact": {
-                        "sha256": blob.sha256,
-                        "uri": blob.uri,
-                        "size": blob.size,
-                        "format": artifact_format,
-                    },
-                    "datasets": [
-                        {"role": d.role.value, "uri": d.uri, "sha256": d.sha256} for d in lineage.datasets
-                    ],
-                    "code": lineage.code.model_dump(),
-                    "run": lineage.run.model_dump(),
-                    "metrics": metrics,
-                },
+                registration.event_payload(blob, artifact_format, spec, metrics),
             )
             return number
 
@@ -186,7 +173,9 @@ class Registry(ModelIO, Annotations, AuditTrail):
         try:
             instant = at.astimezone(UTC)
         except OverflowError:
-            raise InvalidInput(f"time: {at.isoformat()} is outside the representable range", field="time") from None
+            raise InvalidInput(
+                f"time: {at.isoformat()} is outside the representable range", field="time"
+            ) from None
         with self.db.read() as conn:
             return queries.production_at(conn, name, instant)
 
@@ -231,7 +220,12 @@ class Registry(ModelIO, Annotations, AuditTrail):
             current = Stage(row.stage)
             check_transition(current, target, model=name, version=version)
             approvers = lifecycle.check_entry(conn, self.policy, row, name, target)
-            payload: dict[str, Any] = {"from": current.value, "to": target.value, "reason": reason}
+            payload: dict[str, Any] = {
+                "from": current.value,
+                "to": target.value,
+                "reason": reason,
+                "policy_sha256": self._policy_in_force(conn, who, at),
+            }
             if target == Stage.PRODUCTION:
                 old = queries.production_row(conn, row.model_id)
                 if old is not None:
@@ -336,7 +330,11 @@ class Registry(ModelIO, Annotations, AuditTrail):
                     at=at,
                 )
             )
-            payload: dict[str, Any] = {"target_stage": target.value, "reason": reason}
+            payload: dict[str, Any] = {
+                "target_stage": target.value,
+                "reason": reason,
+                "policy_sha256": self._policy_in_force(conn, who, at),
+            }
             if decision == "reject" and Stage(row.stage) == Stage.STAGING:
                 lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=who, reason=reason, at=at)
                 payload["moved_to"] = Stage.DEVELOPMENT.value
@@ -373,7 +371,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
         def work(conn: Connection) -> RollbackResult:
             model = queries.model_row(conn, name)
-            current, target = lifecycle.plan_rollback(conn, model.id, name)
+            current, target = lifecycle.plan_rollback(conn, self.policy, model.id, name)
             if expected_version is not None and current.version != expected_version:
                 raise RollbackRefused(
                     f"{name}/{expected_version} is no longer in production (version {current.version} is); "
@@ -416,6 +414,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
                     "from_version": current.version,
                     "to_version": target.version,
                     "reason": reason,
+                    "policy_sha256": self._policy_in_force(conn, who, at),
                 },
             )
             return RollbackResult(

@@ -162,6 +162,16 @@ audit_events = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+# Every policy a decision was taken under, by the sha256 of its canonical JSON.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_by", sa.String(128), nullable=False),
+)
+
 # One row: the chain head. Write transactions lock it first, which serializes appends.
 audit_head = sa.Table(
     "audit_head",

@@ -138,13 +138,19 @@ def test_rollback_restores_previous_and_skips_rolled_back(registry: Registry, ar
     result = registry.rollback("churn", reason="still bad", actor="ops")
     assert (result.demoted, result.restored) == (2, 1)
     before = _event_count(registry)
-    with pytest.raises(RollbackRefused, match="nothing to restore"):
+    with pytest.raises(RollbackRefused, match="no earlier production version may be restored"):
         registry.rollback("churn", reason="again", actor="ops")
     assert registry.resolve("churn@production").version == 1
     assert _event_count(registry) == before
     rolled = registry.audit_log(model="churn")[-1]
     assert rolled.action == "model.rolled_back"
-    assert rolled.payload == {"from_version": 2, "to_version": 1, "reason": "still bad"}
+    assert rolled.payload == {
+        "from_version": 2,
+        "to_version": 1,
+        "reason": "still bad",
+        "policy_sha256": rolled.payload["policy_sha256"],
+    }
+    assert registry.policy_document(rolled.payload["policy_sha256"]) is not None
 
 
 def test_rolled_back_version_needs_fresh_approval(registry: Registry, artifact) -> None:
