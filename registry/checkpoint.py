@@ -286,18 +286,6 @@ def default_origin(url: str) -> str:
 # --- the chain, read in one snapshot --------------------------------------------------------
 
 
-@contextmanager
-def snapshot(db: Database) -> Iterator[Connection]:
-    """A read-only transaction in which the events and the head are one consistent state."""
-    with db.translate(), db.engine.connect() as conn:
-        if db.dialect == "postgresql":
-            # READ COMMITTED would give each batch and the head their own snapshot; writers in
-            # between would look like tampering.
-            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with conn.begin():
-            yield conn
-
-
 @dataclass
 class _Walk:
     count: int = 0
@@ -367,7 +355,7 @@ def make_checkpoint(source: Any, key: SigningKey | str | Path, *, origin: str | 
         walk, url = _walk(source), source.engine.url.render_as_string(hide_password=True)
     else:
         db = _db(source)
-        with snapshot(db) as conn:
+        with db.snapshot() as conn:
             walk = _walk(conn)
         url = db.url
     if walk.problem is not None:
@@ -404,7 +392,7 @@ def verify_note(
     where = f"checkpoint {source}"
     if origin is not None and signed.origin != origin:
         raise IntegrityError(f"{where}: origin is {signed.origin!r}, expected {origin!r}")
-    with snapshot(_db(registry)) as conn:
+    with _db(registry).snapshot() as conn:
         walk = _walk(conn, at=signed.count)
     if walk.count < signed.count:
         raise AuditChainBroken(
