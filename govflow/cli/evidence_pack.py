@@ -1,7 +1,7 @@
 """``govflow evidence NAME/V --out DIR``: write a version's evidence pack.
 
-``govflow evidence`` also holds ``add``; a first argument that is a reference (it contains
-``/`` or ``@``) or an option is read as a pack request, so both forms live on one group.
+``govflow evidence`` also holds ``add``; a first argument that is not a subcommand (a reference
+such as ``churn/3`` or ``churn@production``) is read as a pack request, so both live on one group.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ class EvidenceGroup(TyperGroup):
     """The ``evidence`` group: subcommands, or a reference that asks for a pack."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Anything but a subcommand or --help is a pack request, so a bare name gets the
+        # reference error (one line) rather than "no such command".
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            first = args[0]
-            if "/" in first or "@" in first or first.startswith("-"):
-                args = [PACK_COMMAND, *args]
+            args = [PACK_COMMAND, *args]
         return super().parse_args(ctx, args)
 
 
 evidence_app.info.cls = EvidenceGroup
+evidence_app.info.help = "Gate results kept on versions, and evidence packs: govflow evidence NAME/V --out DIR."
 
 
 @evidence_app.command(PACK_COMMAND)

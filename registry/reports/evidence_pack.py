@@ -106,8 +106,11 @@ class PolicyDecision(_Section):
     at: datetime = Field(description="When, UTC.")
     actor: str = Field(description="Who decided.")
     action: str = Field(description="Audit action.")
-    policy_sha256: str | None = Field(description="sha256 of the canonical policy JSON in force.")
-    recorded: bool = Field(description="True when the event itself records the policy hash.")
+    policy_sha256: str | None = Field(
+        description="sha256 of the canonical policy JSON in force; None when the event predates "
+        "recorded policy hashes."
+    )
+    recorded: bool = Field(description="True when the event records the policy hash.")
 
 
 class PolicyDocument(_Section):
@@ -243,33 +246,14 @@ def _policies(reg: Registry, events: list[AuditEvent]) -> PolicySection:
     documents: dict[str, PolicyDocument] = {}
     for e in events:
         recorded = e.payload.get("policy_sha256")
-        if recorded is None and e.action not in DECISION_ACTIONS:
-            continue
         sha = recorded if isinstance(recorded, str) else None
-        if sha is None:
-            sha, doc = _current_policy(reg)
-        else:
-            doc = _recorded_policy(reg, sha)
-        documents.setdefault(sha, PolicyDocument(sha256=sha, document=doc))
+        if sha is None and e.action not in DECISION_ACTIONS:
+            continue
+        if sha is not None and sha not in documents:
+            documents[sha] = PolicyDocument(sha256=sha, document=reg.policy_document(sha))
         decisions.append(
             PolicyDecision(
-                seq=e.seq,
-                at=e.at,
-                actor=e.actor,
-                action=e.action,
-                policy_sha256=sha,
-                recorded=sha == recorded,
+                seq=e.seq, at=e.at, actor=e.actor, action=e.action, policy_sha256=sha, recorded=sha is not None
             )
         )
     return PolicySection(decisions=decisions, documents=list(documents.values()))
-
-
-def _current_policy(reg: Registry) -> tuple[str, dict[str, Any]]:
-    """The policy the registry enforces now, for events that predate recorded policy hashes."""
-    doc = reg.policy.model_dump(mode="json")
-    return hashlib.sha256(canonical(doc)).hexdigest(), doc
-
-
-def _recorded_policy(reg: Registry, sha: str) -> dict[str, Any] | None:
-    current_sha, doc = _current_policy(reg)
-    return doc if current_sha == sha else None

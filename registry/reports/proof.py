@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection, Row
 
-from registry import audit
+from registry import audit, checkpoint
 from registry.db.tables import audit_events
 from registry.entities import AuditEvent
-from registry.errors import InvalidInput
+from registry.errors import AuditChainBroken, InvalidInput
 
 if TYPE_CHECKING:
     from registry.registry import Registry
@@ -75,7 +75,7 @@ def prove_events(
         raise InvalidInput(
             f"{missing}: a checkpoint proof needs both --checkpoint and --pubkey", field=missing
         )
-    count, head, fields = read_checkpoint(Path(checkpoint), Path(pubkey))
+    count, head, fields, chain_problem = read_checkpoint(reg, Path(checkpoint), Path(pubkey))
     covered = [e.seq for e in events if e.seq <= count]
     uncovered = [e.seq for e in events if e.seq > count]
     base = {
@@ -110,6 +110,7 @@ def prove_events(
         problem = f"the registry's chain ends at seq {expected - 1}, before the checkpoint's {count}"
     if problem is None and last_hash != head:
         problem = f"seq {count} hashes to {last_hash}, but the checkpoint signs {head}"
+    problem = chain_problem or problem
     return ChainProof(
         **base,
         verified=problem is None,
@@ -172,6 +173,18 @@ def _canonical_body(row: Row[Any]) -> str:
     return audit.canonical(body).decode("utf-8")
 
 
-def read_checkpoint(path: Path, pubkey: Path) -> tuple[int, str, dict[str, Any]]:
-    """Parse and verify a signed checkpoint: (event count, head hash, its fields)."""
-    raise InvalidInput("checkpoint: signed checkpoints are not available yet", field="checkpoint")
+def read_checkpoint(reg: Registry, path: Path, pubkey: Path) -> tuple[int, str, dict[str, Any], str | None]:
+    """The signed count and head of a checkpoint, its fields, and why the chain fails it (or None).
+
+    A checkpoint that cannot be read, is malformed or is not signed by ``pubkey`` is refused;
+    a chain that no longer extends it is reported, since that is evidence too.
+    """
+    verifier = checkpoint.load_verifier(pubkey)
+    note, source = checkpoint.read_note(path)
+    signed = checkpoint.parse_body(checkpoint.open_note(note, verifier, source), source)
+    fields: dict[str, Any] = {"origin": signed.origin, "key": str(verifier), "source": source}
+    try:
+        checkpoint.verify_note(reg, note, verifier, source)
+    except AuditChainBroken as exc:
+        return signed.count, signed.head_hash, fields, str(exc)
+    return signed.count, signed.head_hash, fields, None

@@ -104,13 +104,17 @@ def write_pack(pack: EvidencePack, out_dir: str | Path, fmt: PackFormat | str) -
     if folder.exists() and not folder.is_dir():
         raise InvalidInput(f"out: {folder} is not a folder", field="out")
     tmp = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    created = False
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "x", encoding="utf-8") as fh:
+            created = True
             fh.write(text)
         os.replace(tmp, target)
+        created = False
     except OSError as exc:
         raise InvalidInput(f"out: cannot write {target}: {exc.strerror or exc}", field="out") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
     return target
