@@ -93,7 +93,9 @@ def harden(db_or_url: Database | str, app_role: str, *, dry_run: bool = False) -
                 )
             statements = plan(target)
             if not dry_run:
-                # Wait for in-flight writers (they all lock the head first) and hold new ones off.
+                # Wait for in-flight writers (they all lock the head first) and hold new ones off;
+                # give up rather than hang behind a stuck transaction.
+                conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                 head = f"{quote_ident(target.schema)}.{quote_ident(HEAD)}"
                 conn.execute(sa.text(f"LOCK TABLE {head} IN EXCLUSIVE MODE"))
                 # Raw cursor: the driver would read a '%' in a role name as a placeholder.
@@ -125,20 +127,7 @@ def _inspect(conn: Connection, role: str) -> Target:
     if int(conn.execute(sa.text("SELECT current_setting('server_version_num')")).scalar_one()) < MIN_SERVER:
         raise Refused("db harden: needs PostgreSQL 14 or newer")
     schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    found = conn.execute(
-        sa.text("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = :r"), {"r": role}
-    ).one_or_none()
-    if found is None:
-        raise InvalidInput(f"app_role: role {role!r} does not exist; create it first", field="app_role")
-    if found.rolsuper:
-        raise InvalidInput(
-            f"app_role: {role!r} is a superuser, which bypasses every grant and can disable triggers",
-            field="app_role",
-        )
-    if found.rolcreaterole:
-        raise InvalidInput(
-            f"app_role: {role!r} has CREATEROLE and could grant itself the owner's role", field="app_role"
-        )
+    _check_role(conn, role)
     wanted = [t.name for t in metadata.sorted_tables] + ["alembic_version"]
     rows = conn.execute(
         sa.text(
@@ -193,6 +182,24 @@ def _inspect(conn: Connection, role: str) -> Target:
         sequences=tuple((r.schema, r.name) for r in sequences),
         needs_schema_usage=not usage,
     )
+
+
+def _check_role(conn: Connection, role: str) -> None:
+    """Refuse a role that does not exist or could undo the hardening itself."""
+    found = conn.execute(
+        sa.text("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = :r"), {"r": role}
+    ).one_or_none()
+    if found is None:
+        raise InvalidInput(f"app_role: role {role!r} does not exist; create it first", field="app_role")
+    if found.rolsuper:
+        raise InvalidInput(
+            f"app_role: {role!r} is a superuser, which bypasses every grant and can disable triggers",
+            field="app_role",
+        )
+    if found.rolcreaterole:
+        raise InvalidInput(
+            f"app_role: {role!r} has CREATEROLE and could grant itself the owner's role", field="app_role"
+        )
 
 
 def plan(target: Target) -> list[str]:
