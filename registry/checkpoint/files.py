@@ -17,7 +17,7 @@ def write_checkpoint(text: str, dest: str | Path) -> str:
     """Write to a local path (temp file, then rename) or to ``s3://bucket/key``; return where."""
     dest = str(dest)
     if dest.startswith("s3://"):
-        bucket, key = _s3_parts(dest)
+        bucket, key = _s3_parts(dest, "out")
         with _s3_errors("write", dest):
             _s3_client(bucket).put_object(
                 Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/plain; charset=utf-8"
@@ -48,7 +48,7 @@ def read_note(checkpoint: str | Path) -> tuple[str, str]:
         return checkpoint, "(text)"
     source = str(checkpoint)
     if source.startswith("s3://"):
-        bucket, key = _s3_parts(source)
+        bucket, key = _s3_parts(source, "checkpoint")
         with _s3_errors("read", source):
             data = _s3_client(bucket).get_object(Bucket=bucket, Key=key)["Body"].read(MAX_NOTE + 1)
     else:
@@ -67,10 +67,10 @@ def read_note(checkpoint: str | Path) -> tuple[str, str]:
         raise IntegrityError(f"checkpoint {source}: not UTF-8 text; not a checkpoint") from None
 
 
-def _s3_parts(uri: str) -> tuple[str, str]:
+def _s3_parts(uri: str, field: str) -> tuple[str, str]:
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket or not key or key.endswith("/"):
-        raise InvalidInput(f"checkpoint: {uri!r} is not s3://bucket/key", field="checkpoint")
+        raise InvalidInput(f"{field}: {uri!r} is not s3://bucket/key", field=field)
     return bucket, key
 
 
