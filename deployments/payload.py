@@ -1,13 +1,15 @@
 """Prediction payloads: JSON records checked against a version's stored input schema.
 
-A payload is refused as a whole, before the model sees it, when a record has an unknown or a
-missing column or a value of the wrong JSON type; the refusal names every offending column.
+A payload is refused as a whole, before the model sees it, when it is not UTF-8 JSON, when a
+record has an unknown or a missing column, a value of the wrong JSON type (NaN and Infinity are
+not JSON), or a number the column's dtype cannot hold; the refusal names every offending column.
 The accepted records become a DataFrame with exactly the schema's columns, order and dtypes, so
 the model sees what it was trained on.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -53,11 +55,16 @@ class Problem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     column: str = Field(description="The column concerned.")
-    problem: Literal["unknown", "missing", "type"] = Field(
-        description="unknown: not in the schema; missing: absent from a record; type: wrong JSON type."
+    problem: Literal["unknown", "missing", "type", "range"] = Field(
+        description=(
+            "unknown: not in the schema; missing: absent from a record; type: wrong JSON type;"
+            " range: a number the column's dtype cannot hold (too large, or not finite)."
+        )
     )
-    expected: str | None = Field(default=None, description="The schema dtype (missing and type problems).")
-    got: list[str] = Field(default_factory=list, description="JSON types seen (type problems).")
+    expected: str | None = Field(
+        default=None, description="The schema dtype (missing, type and range problems)."
+    )
+    got: list[str] = Field(default_factory=list, description="JSON types seen (type and range problems).")
     rows: list[int] = Field(description=f"The first {_ROWS_SHOWN} record indices with the problem.")
     count: int = Field(description="How many records have the problem.")
 
@@ -68,6 +75,60 @@ class _Column:
     dtype: str
     kind: Kind
     nullable: bool
+    low: float | int | None = None  # numeric kinds: the values the dtype holds, bounds included
+    high: float | int | None = None
+
+
+class _Literal:
+    """A ``NaN``/``Infinity`` literal: Python's parser takes them, JSON has no such values, so
+    they stay as a value every column refuses, named in the problem."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_DECODER = json.JSONDecoder(parse_constant=_Literal)
+
+
+def parse_body(body: bytes) -> Any:
+    """The records of a ``/predict`` body: ``{"records": [...]}`` or a bare JSON array.
+
+    Refuses (``InvalidInput``, field ``body``): bytes that are not UTF-8, text that is not JSON,
+    nesting deeper than the parser's recursion limit, and an object with keys besides records.
+    The records themselves are checked by ``InputValidator.to_frame``.
+    """
+    try:
+        payload = _DECODER.decode(body.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"body: not UTF-8 ({exc.reason} at byte {exc.start})", field="body") from None
+    except ValueError as exc:
+        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from None
+    except RecursionError:
+        # Records are three levels deep; anything this deep is not a payload.
+        raise InvalidInput("body: JSON nested too deeply", field="body") from None
+    if isinstance(payload, dict):
+        if set(payload) != {"records"}:
+            extra = ", ".join(sorted(str(k) for k in payload if k != "records"))
+            hint = f"; unexpected keys {extra}" if extra else ""
+            raise InvalidInput(f'body: give {{"records": [...]}}{hint}', field="body")
+        return payload["records"]
+    return payload
+
+
+def _bounds(kind: Kind, dtype: str) -> tuple[float | int | None, float | int | None]:
+    """The smallest and largest value a numeric dtype holds; (None, None) when numpy does not know it."""
+    try:
+        if kind is Kind.INT:
+            info = np.iinfo(dtype.lower())
+            return int(info.min), int(info.max)
+        if kind is Kind.FLOAT:
+            top = float(np.finfo(dtype.lower()).max)
+            return -top, top
+    except (TypeError, ValueError):
+        pass
+    return None, None
 
 
 def column_kind(dtype: str) -> tuple[Kind, bool]:
@@ -115,7 +176,7 @@ class InputValidator:
                 f"input schema does not match the model's features: model-only {extra}, schema-only {absent}",
                 field="input_schema",
             )
-        self.columns = tuple(_Column(n, by_name[n].dtype, *column_kind(by_name[n].dtype)) for n in names)
+        self.columns = tuple(_column(n, by_name[n].dtype) for n in names)
         self.names = frozenset(names)
 
     def to_frame(self, records: Any, *, max_rows: int = MAX_ROWS) -> pd.DataFrame:
@@ -123,7 +184,7 @@ class InputValidator:
 
         Refuses with ``InvalidInput`` (``fields["problems"]`` lists ``Problem``s): anything but a
         non-empty list of objects, more than ``max_rows`` records, unknown or missing columns,
-        and values whose JSON type the column's dtype does not accept.
+        values whose JSON type the column's dtype does not accept, and numbers it cannot hold.
         """
         if not isinstance(records, list) or not records:
             raise InvalidInput("records: give a non-empty JSON array of objects", field="records")
@@ -141,10 +202,12 @@ class InputValidator:
         for col in self.columns:
             values = [r.get(col.name, _MISSING) for r in records]
             bad = self._bad_types(col, values)
+            if bad is None:
+                array, bad = _build(col, values)
             if bad is not None:
                 problems.append(bad)
             elif not problems:
-                columns[col.name] = _array(col, values)
+                columns[col.name] = array
         if problems:
             raise InvalidInput(_summary(problems), field="records", problems=problems)
         return pd.DataFrame(columns, copy=False)
@@ -179,20 +242,45 @@ class InputValidator:
             if v is _MISSING or _accepts(col, v):
                 continue
             rows.append(i)
-            seen.add(_JSON_NAMES.get(type(v), type(v).__name__))
+            seen.add(_json_name(v))
         if col.kind is Kind.DATETIME and not rows:
             rows = _bad_datetimes(values)
             seen = {"unparseable string"} if rows else seen
-        if not rows:
-            return None
-        return Problem(
-            column=col.name,
-            problem="type",
-            expected=col.dtype,
-            got=sorted(seen),
-            rows=rows[:_ROWS_SHOWN],
-            count=len(rows),
+        return _problem(col, "type", rows, seen) if rows else None
+
+
+def _problem(col: _Column, problem: Literal["type", "range"], rows: list[int], seen: set[str]) -> Problem:
+    return Problem(
+        column=col.name,
+        problem=problem,
+        expected=col.dtype,
+        got=sorted(seen),
+        rows=rows[:_ROWS_SHOWN],
+        count=len(rows),
+    )
+
+
+def _build(col: _Column, values: list[Any]) -> tuple[Any, Problem | None]:
+    """The column's array, or the problem naming the rows whose numbers the dtype cannot hold.
+
+    Range is checked only when numpy refuses to convert (the fast path stays one C call).
+    """
+    try:
+        return _array(col, values), None
+    except (OverflowError, TypeError, ValueError) as exc:
+        error = exc
+    rows = [i for i, v in enumerate(values) if v is not _MISSING and v is not None and not _in_range(col, v)]
+    if not rows:
+        detail = " ".join(str(error).split())
+        raise InvalidInput(
+            f"records: column {col.name}: cannot be read as {col.dtype}: {detail}", field="records"
         )
+    return None, _problem(col, "range", rows, {_json_name(values[i]) for i in rows})
+
+
+def _column(name: str, dtype: str) -> _Column:
+    kind, nullable = column_kind(dtype)
+    return _Column(name, dtype, kind, nullable, *_bounds(kind, dtype))
 
 
 def _accepts(col: _Column, v: Any) -> bool:
@@ -206,6 +294,21 @@ def _accepts(col: _Column, v: Any) -> bool:
     if col.kind is Kind.BOOL:
         return t is bool
     return t is str  # STRING and DATETIME (parsed afterwards)
+
+
+def _in_range(col: _Column, v: Any) -> bool:
+    """Whether a number fits the column's dtype; exact for any int size, false for inf."""
+    return col.low is None or col.low <= v <= col.high  # type: ignore[operator]
+
+
+def _out_of_range(col: _Column, values: list[Any]) -> bool:
+    return any(v is not None and not _in_range(col, v) for v in values)
+
+
+def _json_name(v: Any) -> str:
+    if type(v) is _Literal:
+        return v.text
+    return _JSON_NAMES.get(type(v), type(v).__name__)
 
 
 def _bad_datetimes(values: list[Any]) -> list[int]:
@@ -226,12 +329,24 @@ def _bad_datetimes(values: list[Any]) -> list[int]:
 
 
 def _array(col: _Column, values: list[Any]) -> Any:
+    """Convert accepted values; raises OverflowError when a number does not fit the dtype."""
     if col.kind is Kind.FLOAT:
-        return np.array(values, dtype=col.dtype)  # None becomes NaN
+        wide = np.array(values, dtype=np.float64)  # None becomes NaN; an int beyond float64 raises
+        if col.dtype == "float64":
+            if np.isinf(wide).any():  # 1e400 parses as inf
+                raise OverflowError(f"a value beyond {col.dtype}")
+            return wide
+        # A narrower dtype would turn a large finite value into inf.
+        if col.high is not None and not (np.abs(wide[~np.isnan(wide)]) <= col.high).all():
+            raise OverflowError(f"a value beyond {col.dtype}")
+        return np.array(values, dtype=col.dtype)
     if col.kind in (Kind.INT, Kind.BOOL):
         if col.nullable:
+            # pandas turns an integral float beyond the dtype into garbage rather than raising.
+            if col.kind is Kind.INT and _out_of_range(col, values):
+                raise OverflowError(f"a value beyond {col.dtype}")
             return pd.array(values, dtype=col.dtype)
-        return np.array(values, dtype=col.dtype)
+        return np.array(values, dtype=col.dtype)  # raises OverflowError beyond the dtype
     if col.kind is Kind.DATETIME:
         parsed = pd.to_datetime(values, format="ISO8601", utc="," in col.dtype)  # tz-aware dtype
         return pd.Series(parsed).astype(col.dtype).array
@@ -246,11 +361,12 @@ def _summary(problems: list[Problem]) -> str:
         ("unknown", "unknown columns"),
         ("missing", "missing columns"),
         ("type", "wrong types"),
+        ("range", "out of range"),
     ):
         cols = [p for p in problems if p.problem == kind]
         if not cols:
             continue
-        if kind == "type":
+        if kind in ("type", "range"):
             names = ", ".join(f"{p.column} (expected {p.expected}, got {'/'.join(p.got)})" for p in cols)
         else:
             names = ", ".join(p.column for p in cols)

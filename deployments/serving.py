@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.logs import EVENTS, REQUESTS, log_json
 from deployments.model_slot import ModelSlot, ServedModel
-from deployments.payload import MAX_ROWS
+from deployments.payload import MAX_ROWS, parse_body
 from deployments.schemas import Health, ModelInfo, PredictRequest, PredictResponse, ReloadResult
 from registry import Registry
 from registry.errors import InvalidInput
@@ -89,7 +89,7 @@ def _json(body: Any, status: int = 200, version: int | None = None) -> Response:
 
 def _refusal(exc: InvalidInput, version: int) -> Response:
     problems = [p.model_dump() for p in exc.fields.get("problems", ())]
-    return _json({"detail": exc.message, "problems": problems}, 422, version)
+    return _json({"detail": exc.message, "field": exc.field, "problems": problems}, 422, version)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -162,8 +162,10 @@ def create_app(
     async def predict(request: Request) -> Response:
         """Predict for ``{"records": [{column: value, ...}, ...]}`` (a bare array is accepted too).
 
-        Refuses with 422 and the column names: invalid JSON, anything but records, unknown or
-        missing columns, wrong JSON types, input the model refuses; 413 beyond the size limit.
+        Refuses with 422, the field and the column names: a body that is not UTF-8 JSON or is
+        nested too deeply, anything but records, unknown or missing columns, wrong JSON types
+        (NaN and Infinity included), numbers the column's dtype cannot hold, input the model
+        refuses; 413 beyond the size limit.
         """
         served = slot.current  # read once: this request finishes on this version even if a swap lands
         body = await _read_body(request, max_body_bytes)
@@ -204,20 +206,7 @@ def _answer(served: ServedModel, body: bytes, max_rows: int) -> Response:
     """Parse, validate and predict: the 200, or a 422 naming what is wrong."""
     version = served.info.version
     try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        return _json({"detail": f"body: not valid JSON ({exc})", "problems": []}, 422, version)
-    if isinstance(payload, dict):
-        if set(payload) != {"records"}:
-            extra = ", ".join(sorted(str(k) for k in payload if k != "records"))
-            return _json(
-                {"detail": f'body: give {{"records": [...]}}; unexpected keys {extra}', "problems": []},
-                422,
-                version,
-            )
-        payload = payload["records"]
-    try:
-        predictions = served.predict(payload, max_rows=max_rows)
+        predictions = served.predict(parse_body(body), max_rows=max_rows)
     except InvalidInput as exc:
         return _refusal(exc, version)
     return _json({"model": served.info.name, "version": version, "predictions": predictions}, 200, version)

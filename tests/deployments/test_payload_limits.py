@@ -1,0 +1,145 @@
+"""Hostile /predict bodies get a 422 naming the field, never a 500: numbers beyond the column's
+dtype, non-finite literals, deep nesting, bodies that are not JSON or not records."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from deployments.payload import InputValidator
+from registry import ColumnSpec
+from registry.errors import InvalidInput
+from tests.deployments.support import probe_records, promote, register
+
+GOOD = {"age": 30, "income": 51.5, "plan": "pro", "active": True}
+
+
+def _record(**values: str) -> bytes:
+    """One record as raw JSON, with some values given as literal JSON text."""
+    fields = {k: v for k, v in {"age": "30", "income": "51.5", "plan": '"pro"', "active": "true"}.items()}
+    fields.update(values)
+    return ("{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}").encode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, estimators):
+    """One server for the module: the trained pipeline in production, no registry polling."""
+    from deployments.server import ServerThread
+    from deployments.serving import create_app
+    from registry import Policy, Registry
+
+    home = tmp_path_factory.mktemp("limits")
+    reg = Registry(url=f"sqlite:///{home / 'registry.db'}", artifact_root=str(home / "art"), policy=Policy())
+    promote(reg, register(reg, estimators[0]))
+    srv = ServerThread(create_app(reg, "churn", poll=0)).start()
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        yield client
+    srv.stop()
+    reg.close()
+
+
+def _refused(client: httpx.Client, body: bytes) -> dict:
+    r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == "application/json"
+    return r.json()
+
+
+@pytest.mark.parametrize(
+    ("values", "column"),
+    [
+        ({"age": "1" + "0" * 400}, "age"),
+        ({"age": "-" + "9" * 30}, "age"),
+        ({"age": "9223372036854775808"}, "age"),
+        ({"age": "1e300"}, "age"),
+        ({"income": "1" + "0" * 400}, "income"),
+        ({"income": "1e400"}, "income"),
+        ({"income": "-1e400"}, "income"),
+    ],
+    ids=["int-10e400", "int-negative-huge", "int-2e63", "int-from-huge-float", "float-10e400", "inf", "-inf"],
+)
+def test_numbers_beyond_the_dtype_are_422_naming_the_column(served, values, column) -> None:
+    body = _refused(served, b'{"records":[' + _record() + b"," + _record(**values) + b"]}")
+    assert body["field"] == "records" and column in body["detail"]
+    (problem,) = body["problems"]
+    assert problem["column"] == column and problem["problem"] == "range" and problem["rows"] == [1]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("column", ["age", "income", "plan"])
+def test_non_finite_literals_are_422_naming_the_column(served, literal, column) -> None:
+    body = _refused(served, b"[" + _record(**{column: literal}) + b"]")
+    (problem,) = body["problems"]
+    assert problem["column"] == column and problem["problem"] == "type" and problem["got"] == [literal]
+    assert column in body["detail"]
+
+
+def test_non_finite_literal_outside_records_is_422(served) -> None:
+    assert _refused(served, b'{"records": NaN}')["field"] == "records"
+
+
+@pytest.mark.parametrize("depth", [100_000, 5_000, 990])
+@pytest.mark.parametrize(("open_", "close"), [(b"[", b"]"), (b'{"a":', b"}")], ids=["lists", "objects"])
+def test_deep_nesting_is_422(served, depth, open_, close) -> None:
+    body = _refused(served, open_ * depth + b"1" + close * depth)
+    assert body["field"] in ("body", "records")
+
+
+def test_deep_nesting_inside_a_record_names_the_column(served) -> None:
+    nested = b"[" * 50_000 + b"]" * 50_000
+    body = _refused(served, b'{"records":[' + _record(plan=nested.decode()) + b"]}")
+    assert body["field"] in ("body", "records")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\xff\xfe not utf-8",
+        b"caf\xe9",
+        b'{"records": [',
+        b"null",
+        b"42",
+        b'"records"',
+        b"[[1, 2]]",
+        b'{"records": {"age": 1}}',
+        b'{"records": [[]]}',
+        b'{"rows": []}',
+        b'{"records": []}',
+        b'{"records": [{"age": {"x": 1}, "income": [1], "plan": null, "active": "yes"}]}',
+    ],
+)
+def test_wrong_bodies_are_422_not_500(served, raw) -> None:
+    body = _refused(served, raw)
+    assert body["detail"] and body["field"] in ("body", "records")
+
+
+def test_good_records_still_predict(served) -> None:
+    r = served.post("/predict", json={"records": probe_records(3)})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+    # An integral float and the int64 bounds themselves are accepted.
+    r = served.post(
+        "/predict", json=[{**GOOD, "age": 41.0}, {**GOOD, "age": 2**63 - 1}, {**GOOD, "age": -(2**63)}]
+    )
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+    # The largest finite float passes the payload check; the model may still refuse it, as a 422.
+    r = served.post("/predict", json=[{**GOOD, "income": 1.7e308}])
+    assert r.status_code in (200, 422), r.text
+
+
+@pytest.mark.parametrize(
+    ("dtype", "ok", "bad"),
+    [
+        ("uint8", [0, 255], [256, -1]),
+        ("Int64", [None, 2**63 - 1], [2**63, 1e300]),
+        ("float32", [3.0e38, -3.0e38], [1e39, 10**400]),
+        ("float64", [1.7e308, None], [10**400, float("inf")]),
+    ],
+)
+def test_range_of_each_dtype(dtype, ok, bad) -> None:
+    validator = InputValidator([ColumnSpec(name="x", dtype=dtype)])
+    assert len(validator.to_frame([{"x": v} for v in ok])) == len(ok)
+    with pytest.raises(InvalidInput) as info:
+        validator.to_frame([{"x": v} for v in ok + bad])
+    (problem,) = info.value.fields["problems"]
+    assert problem.problem == "range" and problem.rows == [len(ok), len(ok) + 1]
