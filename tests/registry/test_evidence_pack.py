@@ -261,12 +261,16 @@ def _cli(url: str, tmp_path: Path):
     return run
 
 
-def test_cli_writes_packs_and_keeps_evidence_add(backend_url: str, tmp_path: Path) -> None:
-    reg = Registry(url=backend_url, artifact_root=str(tmp_path / "artifacts"), policy=Policy())
+def _cli_story(url: str, tmp_path: Path) -> Story:
+    reg = Registry(url=url, artifact_root=str(tmp_path / "artifacts"), policy=Policy())
     try:
-        s = _story(reg, tmp_path)
+        return _story(reg, tmp_path)
     finally:
         reg.close()
+
+
+def test_cli_writes_packs_and_keeps_evidence_add(backend_url: str, tmp_path: Path) -> None:
+    s = _cli_story(backend_url, tmp_path)
     cli = _cli(backend_url, tmp_path)
     cli("evidence", "add", "churn", "1", "--gate", "latency", "--failed", "--value", "250")
     out = tmp_path / "packs"
@@ -277,8 +281,14 @@ def test_cli_writes_packs_and_keeps_evidence_add(backend_url: str, tmp_path: Pat
     data = json.loads((out / "churn-v1-evidence.json").read_text())
     assert [g["gate"] for g in data["gates"]] == ["auc", "fairness", "latency"]
     assert data["audit"]["proof"]["verified"] is True
-    assert cli("evidence", "churn@production", "--out", str(out), "--format", "md").stdout.strip().endswith(".md")
 
+
+def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    s = _cli_story(url, tmp_path)
+    cli = _cli(url, tmp_path)
+    out = tmp_path / "packs"
+    assert cli("evidence", "churn@production", "--out", str(out), "--format", "md").stdout.strip().endswith(".md")
     before = sorted(p.name for p in out.iterdir())
     assert "not found" in cli("evidence", "churn/9", "--out", str(out), expect=2).stderr
     assert "version" in cli("evidence", "churn/x", "--out", str(out), expect=2).stderr
