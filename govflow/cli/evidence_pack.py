@@ -33,7 +33,9 @@ class EvidenceGroup(TyperGroup):
 
 
 evidence_app.info.cls = EvidenceGroup
-evidence_app.info.help = "Gate results kept on versions, and evidence packs: govflow evidence NAME/V --out DIR."
+evidence_app.info.help = (
+    "Gate results kept on versions, and evidence packs: govflow evidence NAME/V --out DIR."
+)
 
 
 @evidence_app.command(PACK_COMMAND)

@@ -253,7 +253,12 @@ def _policies(reg: Registry, events: list[AuditEvent]) -> PolicySection:
             documents[sha] = PolicyDocument(sha256=sha, document=reg.policy_document(sha))
         decisions.append(
             PolicyDecision(
-                seq=e.seq, at=e.at, actor=e.actor, action=e.action, policy_sha256=sha, recorded=sha is not None
+                seq=e.seq,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                policy_sha256=sha,
+                recorded=sha is not None,
             )
         )
     return PolicySection(decisions=decisions, documents=list(documents.values()))

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,13 @@ def _story(reg: Registry, tmp_path: Path) -> Story:
         input_schema=[{"name": "tenure", "dtype": "int64"}, {"name": "plan", "dtype": "object"}],
         lineage={
             "datasets": [
-                {"role": "train", "uri": "s3://data/train.csv", "sha256": TRAIN_SHA, "rows": 8000,
-                 "schema_fingerprint": "c" * 64},
+                {
+                    "role": "train",
+                    "uri": "s3://data/train.csv",
+                    "sha256": TRAIN_SHA,
+                    "rows": 8000,
+                    "schema_fingerprint": "c" * 64,
+                },
                 {"role": "eval", "uri": "s3://data/eval.csv", "sha256": EVAL_SHA, "rows": 2000},
             ],
             "code": {"repo": "git@example.org:ml/churn.git", "commit": COMMIT, "dirty": False},
@@ -130,7 +136,11 @@ def test_json_pack_holds_every_section(story: Story, tmp_path: Path) -> None:
     reject, approve = data["decisions"]
     assert (reject["decision"], reject["actor"], reject["target_stage"]) == ("reject", "bob", "production")
     assert reject["reason"].endswith(XSS) and not reject["current"]
-    assert (approve["decision"], approve["actor"], approve["reason"]) == ("approve", "carol", "gates green, card reviewed")
+    assert (approve["decision"], approve["actor"], approve["reason"]) == (
+        "approve",
+        "carol",
+        "gates green, card reviewed",
+    )
     assert reject["review_round"] < approve["review_round"]
 
     kinds = [(c["from_stage"], c["to_stage"], c["kind"]) for c in data["stage_history"]]
@@ -145,7 +155,7 @@ def test_json_pack_holds_every_section(story: Story, tmp_path: Path) -> None:
     events = data["audit"]["events"]
     assert all(e["version"] == 1 for e in events)
     assert [e["action"] for e in events][:3] == ["version.registered", "evidence.added", "evidence.added"]
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:]) if b["seq"] == a["seq"] + 1)
+    assert all(b["prev_hash"] == a["hash"] for a, b in pairwise(events) if b["seq"] == a["seq"] + 1)
 
     decisions = data["policy"]["decisions"]
     assert {"version.approved", "version.rejected", "version.promoted"} <= {d["action"] for d in decisions}
@@ -221,9 +231,13 @@ def _rewrite(reg: Registry, seq: int, *, reason: str) -> None:
     """Edit an approval's reason in its table and its event, then recompute every later hash and
     the head: what someone with write access to the database could do."""
     with reg.db.engine.begin() as conn:
-        payload = conn.execute(sa.select(audit_events.c.payload).where(audit_events.c.seq == seq)).scalar_one()
+        payload = conn.execute(
+            sa.select(audit_events.c.payload).where(audit_events.c.seq == seq)
+        ).scalar_one()
         conn.execute(
-            audit_events.update().where(audit_events.c.seq == seq).values(payload={**payload, "reason": reason})
+            audit_events.update()
+            .where(audit_events.c.seq == seq)
+            .values(payload={**payload, "reason": reason})
         )
         conn.execute(approvals.update().where(approvals.c.decision == "approve").values(reason=reason))
         rows = conn.execute(sa.select(audit_events).where(audit_events.c.seq >= seq).order_by("seq")).all()
@@ -275,8 +289,18 @@ def test_cli_writes_packs_and_keeps_evidence_add(backend_url: str, tmp_path: Pat
     cli("evidence", "add", "churn", "1", "--gate", "latency", "--failed", "--value", "250")
     out = tmp_path / "packs"
     for fmt in ("json", "md", "html"):
-        printed = cli("evidence", "churn/1", "--out", str(out), "--format", fmt,
-                      "--checkpoint", str(s.checkpoint), "--pubkey", str(s.pubkey)).stdout.strip()
+        printed = cli(
+            "evidence",
+            "churn/1",
+            "--out",
+            str(out),
+            "--format",
+            fmt,
+            "--checkpoint",
+            str(s.checkpoint),
+            "--pubkey",
+            str(s.pubkey),
+        ).stdout.strip()
         assert printed == str(out / f"churn-v1-evidence.{fmt}") and Path(printed).is_file()
     data = json.loads((out / "churn-v1-evidence.json").read_text())
     assert [g["gate"] for g in data["gates"]] == ["auc", "fairness", "latency"]
@@ -288,14 +312,20 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     s = _cli_story(url, tmp_path)
     cli = _cli(url, tmp_path)
     out = tmp_path / "packs"
-    assert cli("evidence", "churn@production", "--out", str(out), "--format", "md").stdout.strip().endswith(".md")
+    assert (
+        cli("evidence", "churn@production", "--out", str(out), "--format", "md")
+        .stdout.strip()
+        .endswith(".md")
+    )
     before = sorted(p.name for p in out.iterdir())
     assert "not found" in cli("evidence", "churn/9", "--out", str(out), expect=2).stderr
     assert "version" in cli("evidence", "churn/x", "--out", str(out), expect=2).stderr
     assert "reference" in cli("evidence", "churn", "--out", str(out), expect=2).stderr
     assert "format" in cli("evidence", "churn/1", "--out", str(out), "--format", "pdf", expect=2).stderr
-    assert "pubkey" in cli("evidence", "churn/1", "--out", str(out), "--checkpoint", str(s.checkpoint),
-                           expect=2).stderr
+    assert (
+        "pubkey"
+        in cli("evidence", "churn/1", "--out", str(out), "--checkpoint", str(s.checkpoint), expect=2).stderr
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert "out" in cli("evidence", "churn/1", "--out", str(blocker), expect=2).stderr
@@ -331,7 +361,13 @@ def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -379,7 +415,7 @@ def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
 
 def _pack_sha(html: Path) -> str:
     text = html.read_text()
-    marker = "Content sha256 (JSON)</dt><dd class=\"mono\">"
+    marker = 'Content sha256 (JSON)</dt><dd class="mono">'
     return text[text.index(marker) + len(marker) :][:64]
 
 
