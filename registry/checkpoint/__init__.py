@@ -134,7 +134,9 @@ def _walk(conn: Connection, at: int | None = None) -> _Walk:
     walk.head = stored
     head = conn.execute(_HEAD).one()
     if head.seq != walk.count or head.hash != stored:
-        fault(min(head.seq, walk.count) + 1, f"chain ends at seq {walk.count}, head says {head.seq}")
+        # As audit.verify: past or short of the head, the first seq beyond the shorter; else the last.
+        bad = min(head.seq, walk.count) + 1 if head.seq != walk.count else walk.count
+        fault(bad, f"chain ends at seq {walk.count}, head says {head.seq}")
     return walk
 
 

@@ -270,14 +270,25 @@ def test_rebuilt_chain_through_the_cli(backend_url: str, tmp_path: Path) -> None
         reg.close()
 
 
-def test_checkpoint_refuses_to_sign_a_broken_chain(registry: Registry, keys, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "bad_seq"),
+    [
+        ("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2", 2),
+        ("UPDATE audit_head SET hash = 'ab' || substr(hash, 3) WHERE id = 1", 3),
+        ("UPDATE audit_head SET seq = 2 WHERE id = 1", 3),
+    ],
+    ids=["edited-event", "head-hash", "head-behind"],
+)
+def test_checkpoint_refuses_to_sign_a_broken_chain(
+    registry: Registry, keys, tmp_path, tamper, bad_seq
+) -> None:
     _events(registry, 3)
     with registry.db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
+        conn.execute(sa.text(tamper))
     out = tmp_path / "ckpt.txt"
-    with pytest.raises(AuditChainBroken, match="broken at seq 2.*no checkpoint signed"):
+    with pytest.raises(AuditChainBroken, match=f"broken at seq {bad_seq}:.*no checkpoint signed") as err:
         ck.save_checkpoint(registry, keys[0], out)
-    assert not out.exists()
+    assert err.value.seq == bad_seq and not out.exists()
 
 
 # --- tampered notes and other keys (backend-independent) --------------------------------------
