@@ -22,6 +22,7 @@ class Annotations(RegistryBase):
 
     def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None) -> None:
         """Point ``name@alias`` at a version; ``production`` is managed by stages and refused."""
+        check_version(version)
         self._alias(name, alias, version, actor)
 
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:

@@ -45,7 +45,7 @@ def check_actor(actor: Any, field: str = "actor") -> str:
     """Return a usable actor name: 1 to 128 characters, no control, format or line-break ones."""
     if not isinstance(actor, str):
         raise InvalidInput(f"{field}: {actor!r} must be a string", field=field)
-    actor = actor.strip()
+    actor = actor.strip(" ")
     if not actor or len(actor) > 128:
         raise InvalidInput(f"{field}: {actor!r} must be 1 to 128 characters", field=field)
     bad = bad_character(actor)

@@ -70,3 +70,37 @@ def test_four_processes_create_schema_at_once(tmp_path: Path) -> None:
     artifact.write_bytes(b"x")
     results = _run(_register_many, [(url, str(tmp_path / "a"), str(artifact), w, 5) for w in range(4)])
     assert sorted(v for chunk in results for v in chunk) == list(range(1, 21))
+
+
+def _write_until(url: str, root: str, artifact: str, worker: int, stop) -> int:
+    reg = Registry(url=url, artifact_root=root, policy=Policy())
+    done = 0
+    while not stop.is_set() and done < 400:
+        number = reg.register("busy", artifact, actor=f"w{worker}").version
+        reg.add_evidence("busy", number, gate="acc", passed=True, value=0.9, actor="ci")
+        done += 1
+    reg.close()
+    return done
+
+
+def test_verify_under_concurrent_writers_never_raises_a_false_alarm(
+    registry: Registry, artifact: Path, tmp_path: Path
+) -> None:
+    """Events and head are read in one snapshot: 3 writing processes cannot make them disagree."""
+    ctx = mp.get_context("spawn")
+    stop = ctx.Manager().Event()
+    root = str(tmp_path / "artifacts")
+    with ctx.Pool(3) as pool:
+        pending = pool.starmap_async(_write_until, [(registry.url, root, str(artifact), w, stop) for w in range(3)])
+        try:
+            reports = []
+            while len(reports) < 20 and not pending.ready():
+                if registry.audit_log(limit=1):
+                    reports.append(registry.verify_audit())
+        finally:
+            stop.set()
+        written = sum(pending.get(timeout=120))
+    bad = [r.message for r in reports if not r.ok]
+    assert not bad, bad
+    assert len(reports) >= 5 and written > 0
+    assert registry.verify_audit().ok
