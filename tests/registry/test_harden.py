@@ -18,6 +18,7 @@ from psycopg.sql import Identifier as _ident
 from sqlalchemy.engine import make_url
 
 from registry import Policy, Registry
+from registry.db import Database
 from registry.db.harden import SQLITE_REFUSAL, harden
 from registry.db.migrate import HEAD
 from registry.db.tables import metadata
@@ -269,6 +270,10 @@ def test_harden_twice_grants_exactly_what_is_needed_and_owner_still_migrates(
     _admin(pg_url, sql.SQL("GRANT ALL ON audit_events, audit_head, versions TO {}").format(_ident(app)))
     first = harden(pg_url, app)
     assert harden(pg_url, app) == first
+    db = Database(pg_url)
+    assert harden(db, app) == first
+    assert db.db_user == "postgres"  # the caller's Database stays open
+    db.dispose()
     triggers = _govflow_triggers(pg_url)
     assert sorted(triggers) == [
         ("audit_events", "govflow_append_only"),
