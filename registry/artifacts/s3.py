@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import tempfile
 import uuid
@@ -38,6 +39,11 @@ from registry.errors import (
 )
 
 MiB = 1024 * 1024
+# An S3 call gives up after MAX_ATTEMPTS x READ_TIMEOUT (~15 s) on an endpoint that never answers;
+# the read timeout bounds each wait for bytes, not a whole transfer.
+DEFAULT_MAX_ATTEMPTS = 3  # in all, the first included: two retries
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 5.0
 # CopyObject copies up to 5 GiB in one request; beyond that the managed (multipart) copy is needed.
 COPY_OBJECT_LIMIT = 5 * 1024 * MiB
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -62,8 +68,8 @@ def _env_number(name: str, default: float, cast: Callable[[str], float]) -> floa
         value = cast(raw)
     except ValueError:
         raise InvalidInput(f"{name}: {raw!r} is not a number", field=name) from None
-    if value <= 0:
-        raise InvalidInput(f"{name}: {raw!r} must be positive", field=name)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput(f"{name}: {raw!r} must be a positive finite number", field=name)
     return value
 
 
@@ -105,8 +111,8 @@ class _HashingReader:
 class S3ArtifactStore(ArtifactStore):
     """Content-addressed blobs in one bucket under one prefix.
 
-    Refuses (with ``ArtifactStoreError``): an unreachable endpoint after the bounded retries,
-    missing credentials, a missing bucket, denied access, and a file that changed while it was
+    Refuses (with ``ArtifactStoreError``): an unreachable or unresponsive endpoint after
+    ``max_attempts`` tries of at most ``connect_timeout`` + ``read_timeout`` each, missing credentials, a missing bucket, denied access, and a file that changed while it was
     uploaded. A read whose bytes do not hash to the digest raises ``DigestMismatch`` and leaves
     nothing at the destination.
     """
@@ -117,9 +123,9 @@ class S3ArtifactStore(ArtifactStore):
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
-        max_attempts: int = 5,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         checksum_algorithm: str | None = "SHA256",
         transfer_config: TransferConfig | None = None,
     ) -> None:
@@ -131,7 +137,8 @@ class S3ArtifactStore(ArtifactStore):
         self.endpoint_url = endpoint_url
         self.checksum_algorithm = checksum_algorithm
         config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first try; botocore's max_attempts would count retries only.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             # S3-compatible servers behind an IP or a plain host name need path-style URLs.
@@ -149,9 +156,10 @@ class S3ArtifactStore(ArtifactStore):
     def from_uri(cls, uri: str) -> S3ArtifactStore:
         """Open ``s3://bucket[/prefix]``; the environment sets the endpoint, retries and timeouts.
 
-        ``GOVFLOW_S3_ENDPOINT_URL``, ``GOVFLOW_S3_MAX_ATTEMPTS`` (5), ``GOVFLOW_S3_CONNECT_TIMEOUT``
-        (5 s), ``GOVFLOW_S3_READ_TIMEOUT`` (60 s), ``GOVFLOW_S3_CHECKSUM`` (``SHA256``; ``none`` for
-        endpoints that reject flexible checksums).
+        ``GOVFLOW_S3_ENDPOINT_URL``, ``GOVFLOW_S3_MAX_ATTEMPTS`` (3 tries in all),
+        ``GOVFLOW_S3_CONNECT_TIMEOUT`` (3 s), ``GOVFLOW_S3_READ_TIMEOUT`` (5 s, the longest wait for
+        bytes), ``GOVFLOW_S3_CHECKSUM`` (``SHA256``; ``none`` for endpoints that reject flexible
+        checksums). Refuses a variable that is not a positive number, naming it.
         """
         if not uri.startswith("s3://") or not uri[len("s3://") :].strip("/"):
             raise InvalidInput(f"artifact root: {uri!r} is not s3://bucket/prefix", field="artifact_root")
@@ -166,9 +174,9 @@ class S3ArtifactStore(ArtifactStore):
             bucket,
             prefix,
             endpoint_url=os.environ.get("GOVFLOW_S3_ENDPOINT_URL") or None,
-            max_attempts=int(_env_number("GOVFLOW_S3_MAX_ATTEMPTS", 5, int)),
-            connect_timeout=_env_number("GOVFLOW_S3_CONNECT_TIMEOUT", 5.0, float),
-            read_timeout=_env_number("GOVFLOW_S3_READ_TIMEOUT", 60.0, float),
+            max_attempts=int(_env_number("GOVFLOW_S3_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int)),
+            connect_timeout=_env_number("GOVFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, float),
+            read_timeout=_env_number("GOVFLOW_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, float),
             checksum_algorithm=None if checksum in ("", "NONE") else checksum,
         )
 
