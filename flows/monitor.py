@@ -29,7 +29,7 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
     live = production_version(reg, config.model_name)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)
-        write_checkpoint(reg, log)
+        pin_audit_chain(reg, log)
         return {"model": config.model_name, "version": None, "verdict": "no-production"}
     if not live.drift_reference:
         raise InvalidInput(f"{live.ref} has no drift reference to compare against", field="drift_reference")
@@ -89,12 +89,12 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
             data=str(path),
         )
     log.info("monitor %s: %s", live.ref, drift.message)
-    write_checkpoint(reg, log)
+    pin_audit_chain(reg, log)
     reg.close()
     return out
 
 
-def write_checkpoint(reg: Registry, log: Any) -> str | None:
+def pin_audit_chain(reg: Registry, log: Any) -> str | None:
     """With GOVFLOW_CHECKPOINT_KEY set, pin the audit chain in a signed checkpoint; log where.
 
     It goes to GOVFLOW_CHECKPOINT_OUT (a folder or s3:// prefix) as <count>.txt, by default in
