@@ -216,11 +216,20 @@ def test_markdown_states_values_and_escapes_text(story: Story, tmp_path: Path) -
     assert "predates" not in md  # every decision here records its policy
 
 
-def test_absent_split_rule_says_not_recorded(registry: Registry, tmp_path: Path) -> None:
+def test_replaced_version_keeps_the_event_that_replaced_it(registry: Registry, tmp_path: Path) -> None:
     model = tmp_path / "m.bin"
     model.write_bytes(b"w")
-    registry.register("plain", model, actor="alice")
+    for v in (1, 2):
+        registry.register("plain", model, actor="alice")
+        registry.transition("plain", v, "staging", actor="alice")
+        registry.approve("plain", v, actor="bob")
+        registry.transition("plain", v, "production", actor="alice")
     pack = build_pack(registry, "plain/1")
+    promoted = [
+        (e.version, e.payload.get("replaced")) for e in pack.audit.events if e.action == "version.promoted"
+    ]
+    assert promoted == [(1, None), (2, 1)]
+    assert [c.kind for c in pack.stage_history][-1] == "demote"
     assert pack.lineage.split_rule == {} and pack.audit.proof is None
     md = render(pack, "md")
     assert "### Split rule\n\nnot recorded" in md
