@@ -44,7 +44,10 @@ def evidence_pack(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the pack into.")],
     fmt: Annotated[str, typer.Option("--format", help="html, md or json.")] = "html",
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="Signed checkpoint note to prove the events against.")
+        str | None,
+        typer.Option(
+            "--checkpoint", help="Signed checkpoint to prove the events against: a path or s3://bucket/key."
+        ),
     ] = None,
     pubkey: Annotated[
         Path | None, typer.Option("--pubkey", help="Public key that signed the checkpoint.")

@@ -75,7 +75,7 @@ def prove_events(
         raise InvalidInput(
             f"{missing}: a checkpoint proof needs both --checkpoint and --pubkey", field=missing
         )
-    count, head, fields, chain_problem = read_checkpoint(reg, Path(checkpoint), Path(pubkey))
+    count, head, fields, chain_problem = read_checkpoint(reg, str(checkpoint), Path(pubkey))
     covered = [e.seq for e in events if e.seq <= count]
     uncovered = [e.seq for e in events if e.seq > count]
     base = {
@@ -88,7 +88,8 @@ def prove_events(
     }
     if not covered:
         why = "the version has no events" if not events else "the checkpoint predates the version's events"
-        return ChainProof(**base, verified=False, problem=why, links_total=0, capped=False, segment=[])
+        problem = chain_problem or why
+        return ChainProof(**base, verified=False, problem=problem, links_total=0, capped=False, segment=[])
     segment: list[ChainLink] = []
     first_hash = last_hash = None
     total = 0
@@ -173,8 +174,10 @@ def _canonical_body(row: Row[Any]) -> str:
     return audit.canonical(body).decode("utf-8")
 
 
-def read_checkpoint(reg: Registry, path: Path, pubkey: Path) -> tuple[int, str, dict[str, Any], str | None]:
+def read_checkpoint(reg: Registry, path: str, pubkey: Path) -> tuple[int, str, dict[str, Any], str | None]:
     """The signed count and head of a checkpoint, its fields, and why the chain fails it (or None).
+
+    ``path`` is a local path or ``s3://bucket/key``, as ``registry.checkpoint`` reads them.
 
     A checkpoint that cannot be read, is malformed or is not signed by ``pubkey`` is refused;
     a chain that no longer extends it is reported, since that is evidence too.

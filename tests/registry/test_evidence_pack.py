@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from registry import Policy, Registry
 from registry import audit as chain
-from registry.checkpoint import keygen, save_checkpoint
+from registry.checkpoint import keygen, save_checkpoint, write_checkpoint
 from registry.db.tables import approvals, audit_events, audit_head
 from registry.errors import GovflowError, IntegrityError, InvalidInput
 from registry.reports import build_pack, render, verify_segment, write_pack
@@ -176,6 +176,28 @@ def test_checkpoint_proof_rechecks_offline(story: Story) -> None:
     forged = proof.segment[0].body.replace('"alice"', '"mallory"')
     links = [ChainLink(**{**proof.segment[0].model_dump(), "body": forged}), *proof.segment[1:]]
     assert not verify_segment(links, proof.checkpoint_head)
+
+
+def test_a_version_after_the_checkpoint_is_not_covered(story: Story, tmp_path: Path) -> None:
+    model = tmp_path / "v2.bin"
+    model.write_bytes(b"weights-v2")
+    story.reg.register("churn", model, actor="alice")
+    proof = build_pack(
+        story.reg, "churn/2", checkpoint=str(story.checkpoint), pubkey=story.pubkey
+    ).audit.proof
+    assert proof is not None and not proof.verified and proof.covered_seqs == [] and proof.uncovered_seqs
+    assert proof.problem == "the checkpoint predates the version's events"
+
+
+def test_checkpoint_kept_in_s3(s3_root: str, tmp_path: Path) -> None:
+    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "a"), policy=Policy())
+    try:
+        s = _story(reg, tmp_path)
+        uri = write_checkpoint(s.checkpoint.read_text(), f"{s3_root}/checkpoints/{s.checkpoint_count}.txt")
+        proof = build_pack(reg, "churn/1", checkpoint=uri, pubkey=s.pubkey).audit.proof
+    finally:
+        reg.close()
+    assert proof is not None and proof.verified and proof.checkpoint["source"] == uri
 
 
 def test_proof_is_capped_and_says_so(story: Story) -> None:
