@@ -68,7 +68,11 @@ def dataset_ref(role: str, target: str, **extra: object) -> DatasetRef:
         return DatasetRef(role=role_value, uri=target, sha256=target, **extra)  # type: ignore[arg-type]
     path = Path(target).expanduser()
     if "://" not in target:
-        if not path.exists():
+        try:
+            present = path.exists()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise _unreadable(path, exc) from None
+        if not present:
             raise InvalidInput(f"dataset {role}: {target} is not a readable file", field="dataset")
         digest, rows = hash_file(path)
         extra.setdefault("rows", rows)

@@ -100,10 +100,10 @@ class Policy(BaseModel):
         if path is None or str(path) == "":
             return cls()
         p = Path(path)
-        if p.exists() and not p.is_file():
-            # Reading a FIFO or a device would block or never end.
-            raise PolicyError(f"policy {p}: not a regular file", field="policy")
         try:
+            if p.exists() and not p.is_file():
+                # Reading a FIFO or a device would block or never end.
+                raise PolicyError(f"policy {p}: not a regular file", field="policy")
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"policy {p}: cannot read: {exc.strerror or exc}", field="policy") from exc

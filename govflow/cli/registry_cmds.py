@@ -48,7 +48,11 @@ def register(
     json_out: JsonOpt = False,
 ) -> None:
     """Store an artifact and register it as the next version of NAME."""
-    if not artifact.is_file():
+    try:
+        readable = artifact.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        readable = False
+    if not readable:
         raise InvalidInput(f"--artifact: {artifact} is not a readable file", field="artifact")
     datasets = [dataset_ref(role, target) for role, target in parse_pair_list(dataset, "--dataset")]
     reg = open_registry()

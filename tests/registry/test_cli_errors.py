@@ -97,6 +97,16 @@ def test_register_refuses_dataset_that_is_not_a_readable_file(home: Path, kind: 
     assert "good/2 not found" in _refused(home, "show", "good/2")
 
 
+def test_names_too_long_for_the_file_system_are_refused(home: Path) -> None:
+    long = str(home / ("a" * 5000))
+    assert "dataset" in _refused(
+        home, "register", "good", "--artifact", str(home / "m.bin"), "--dataset", f"train={long}"
+    )
+    assert "--artifact" in _refused(home, "register", "good", "--artifact", long)
+    assert "dataset" in _refused(home, "impact", "--dataset", long)
+    assert "policy" in _refused(home, "models", GOVFLOW_POLICY=long)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_register_refuses_unreadable_dataset(home: Path) -> None:
     data = home / "secret.csv"
