@@ -339,6 +339,8 @@ def _array(col: _Column, values: list[Any]) -> Any:
         # A narrower dtype would turn a large finite value into inf.
         if col.high is not None and not (np.abs(wide[~np.isnan(wide)]) <= col.high).all():
             raise OverflowError(f"a value beyond {col.dtype}")
+        if col.dtype[0] == "F":  # pandas' nullable Float32/Float64: None stays missing
+            return pd.array(values, dtype=col.dtype)
         return np.array(values, dtype=col.dtype)
     if col.kind in (Kind.INT, Kind.BOOL):
         if col.nullable:

@@ -134,6 +134,7 @@ def test_good_records_still_predict(served) -> None:
         ("Int64", [None, 2**63 - 1], [2**63, 1e300]),
         ("float32", [3.0e38, -3.0e38], [1e39, 10**400]),
         ("float64", [1.7e308, None], [10**400, float("inf")]),
+        ("Float32", [None, -3.0e38], [-1e39, float("-inf")]),
     ],
 )
 def test_range_of_each_dtype(dtype, ok, bad) -> None:
