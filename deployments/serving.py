@@ -170,7 +170,7 @@ def create_app(
         served = slot.current  # read once: this request finishes on this version even if a swap lands
         body = await _read_body(request, max_body_bytes)
         if body is None:
-            detail = {"detail": f"body: larger than {max_body_bytes} bytes"}
+            detail = {"detail": f"body: larger than {max_body_bytes} bytes", "field": "body", "problems": []}
             return _json(detail, 413, served.info.version)
         if len(body) <= inline_bytes:
             # Small requests stay on the loop: a thread hop and two GIL hand-offs cost more than the

@@ -3,6 +3,8 @@ dtype, non-finite literals, deep nesting, bodies that are not JSON or not record
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -144,3 +146,31 @@ def test_range_of_each_dtype(dtype, ok, bad) -> None:
         validator.to_frame([{"x": v} for v in ok + bad])
     (problem,) = info.value.fields["problems"]
     assert problem.problem == "range" and problem.rows == [len(ok), len(ok) + 1]
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "²", "-1", "1e3"])
+def test_odd_content_length_is_a_client_error(served, length) -> None:
+    host, port = served.base_url.host, served.base_url.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {length}\r\nconnection: close\r\n\r\n[]".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert 400 <= status < 500, reply[:200]
+
+
+def test_oversized_body_names_the_field(tmp_path, estimators) -> None:
+    from deployments.server import ServerThread
+    from deployments.serving import create_app
+    from registry import Policy, Registry
+
+    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "art"), policy=Policy())
+    promote(reg, register(reg, estimators[0]))
+    with ServerThread(create_app(reg, "churn", poll=0, max_body_bytes=100)) as srv:
+        r = httpx.post(f"{srv.url}/predict", json={"records": [GOOD] * 5}, timeout=10)
+    reg.close()
+    assert r.status_code == 413 and r.json()["field"] == "body" and "100 bytes" in r.json()["detail"]
