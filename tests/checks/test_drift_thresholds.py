@@ -170,3 +170,156 @@ def test_defaults_match_the_documented_policy() -> None:
     assert defaults["act"].default == DriftPolicy().act == documented["act"]
     assert defaults["drift_share"].default == DriftPolicy().drift_share == 0.5
     assert defaults["nan_act"].default == 0.10 and defaults["nan_warn"].default == 0.05
+
+
+# --- the evidence the gate stores: its shape is read by the monitor flow and the CLI -----------
+
+
+def test_result_fields_and_details_shape() -> None:
+    rng = np.random.default_rng(8)
+    train = pd.DataFrame({"x": rng.normal(size=2_000), "c": rng.choice(["a", "b"], 2_000)})
+    cur = pd.DataFrame({"x": rng.normal(size=500) + 0.4, "c": rng.choice(["a", "b"], 500, p=[0.2, 0.8])})
+    r = drift_gate(DriftReference.fit(train), cur, ks_alpha=0.05)
+    assert (r.name, r.metric, r.threshold) == ("drift", "drifted_feature_share", 0.5)
+    assert 0 < r.duration < 60
+    d = r.details
+    assert set(d) == {
+        "verdict", "drifted", "warned", "max_psi", "max_psi_feature", "max_js", "max_js_feature",
+        "n_rows", "thresholds", "features",
+    }  # fmt: skip
+    assert d["n_rows"] == 500
+    assert d["thresholds"] == {
+        "psi": [0.1, 0.25],
+        "js": [math.sqrt(0.1 / 8), math.sqrt(0.25 / 8)],
+        "nan_change": [0.05, 0.10],
+        "drift_share": 0.5,
+        "ks_alpha": 0.05,
+        "ks_max_n": 1000,
+    }
+    x, c = d["features"]["x"], d["features"]["c"]
+    assert (d["max_psi_feature"], d["max_psi"]) == ("x", x["value"])
+    assert (d["max_js_feature"], d["max_js"]) == ("c", c["value"])
+    assert {"kind", "n", "method", "value", "status", "reference_shares", "current_shares"} <= set(x)
+    assert {"ks_statistic", "ks_pvalue", "nan_rate_reference", "nan_rate_current", "nan_rate_change"} <= set(x)
+    assert (x["kind"], x["method"], x["n"]) == ("numeric", "psi", 500)
+    assert len(x["current_shares"]) == len(x["reference_shares"]) == 10
+    assert sum(x["current_shares"]) == pytest.approx(1)
+    assert (c["kind"], c["method"], c["n"]) == ("categorical", "jensenshannon", 500)
+    assert {"unseen_share", "unseen_examples"} <= set(c)
+    verdict, worst = d["verdict"], max(x["status"], c["status"], key=["ok", "warn", "act"].index)
+    assert r.message.startswith(f"verdict {verdict}: ") and f"max PSI {x['value']:.3g} on x" in r.message
+    assert worst != "ok"
+
+
+def test_message_without_numeric_features() -> None:
+    ref = DriftReference.fit(pd.DataFrame({"c": ["a", "b"] * 500}))
+    r = drift_gate(ref, pd.DataFrame({"c": ["a", "b"] * 100}))
+    assert r.message == "verdict ok: 0/1 features drifted (share 0.00, act at 0.5), 0 warn"
+    assert r.details["max_psi"] is None and r.details["max_psi_feature"] is None
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_a_feature_with_no_values_is_judged_on_missing_rate(kind: str) -> None:
+    col = np.arange(200, dtype=float) if kind == "numeric" else np.array(["a", "b"] * 100, dtype=object)
+    ref = DriftReference.fit(pd.DataFrame({"f": col}))
+    empty = pd.Series([np.nan] * 50, dtype=float if kind == "numeric" else object)
+    feat = drift_gate(ref, pd.DataFrame({"f": empty})).details["features"]["f"]
+    assert feat["kind"] == kind and feat["n"] == 0 and feat["value"] is None
+    assert feat["method"] == ("psi" if kind == "numeric" else "jensenshannon")
+    assert feat["note"] == "no non-missing values; judged on missing rate"
+    assert feat["status"] == "act" and feat["status_reason"] == "missing-value rate changed"
+    one = empty.copy()
+    one.iloc[0] = col[0]  # a single value is scored, not treated as empty
+    scored = drift_gate(ref, pd.DataFrame({"f": one})).details["features"]["f"]
+    assert scored["n"] == 1 and scored["value"] is not None and "note" not in scored
+
+
+def test_current_data_problems_carry_their_note() -> None:
+    ref = DriftReference.fit(_normal(seed=3, n=500))
+    cases = {
+        "empty": (pd.DataFrame({"x": pd.Series([], dtype=float)}), "current data has no rows"),
+        "missing": (pd.DataFrame({"y": [1.0]}), "feature missing from current data"),
+        "dtype": (text := pd.DataFrame({"x": ["a", "b"]}), f"expected a numeric column, got dtype {text['x'].dtype}"),
+    }
+    for method, (cur, note) in cases.items():
+        feat = drift_gate(ref, cur).details["features"]["x"]
+        assert feat == feat | {"method": method, "value": None, "status": "act", "note": note}
+
+
+def test_categories_absent_now_and_unseen_before_are_scored_like_scipy() -> None:
+    from scipy.spatial.distance import jensenshannon
+
+    train = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 30 + ["c"] * 10 + ["d"] * 6 + ["e"] * 4})
+    ref = DriftReference.fit(train, max_categories=3)  # d and e pooled as <other> (10%)
+    cur = pd.DataFrame({"c": ["a"] * 60 + [f"new{i}" for i in range(7)] * 5 + ["e"] * 5})  # no b, c
+    feat = drift_gate(ref, cur).details["features"]["c"]
+    p = np.array([0.5, 0.3, 0.1, 0.1])  # a, b, c, <other>
+    q = np.array([60, 0, 0, 40]) / 100  # 7 new categories and e fall in <other>
+    assert feat["value"] == pytest.approx(jensenshannon(p, q), abs=1e-12)
+    assert feat["unseen_share"] == pytest.approx(0.40)
+    assert len(feat["unseen_examples"]) == 5 and set(feat["unseen_examples"]) <= {f"new{i}" for i in range(7)} | {"e"}
+
+
+def test_js_distance_of_disjoint_shares_raises_no_float_warning() -> None:
+    import warnings
+
+    from checks.drift import js_distance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert js_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(math.sqrt(math.log(2)))
+        assert js_distance(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.5, 0.0])) == 0.0
+
+
+def test_ks_runs_up_to_ks_max_n_values_inclusive() -> None:
+    ref = DriftReference.fit(_normal(seed=3, n=2_000))
+    at = drift_gate(ref, _normal(seed=9, n=50), ks_alpha=0.05, ks_max_n=50).details["features"]["x"]
+    assert "ks_pvalue" in at and "ks_statistic" in at
+    over = drift_gate(ref, _normal(seed=9, n=51), ks_alpha=0.05, ks_max_n=50).details["features"]["x"]
+    assert over["ks"] == "skipped: 51 values > ks_max_n=50" and "ks_pvalue" not in over
+    default = drift_gate(ref, _normal(seed=9, n=1_001), ks_alpha=0.05).details["features"]["x"]
+    assert default["ks"] == "skipped: 1001 values > ks_max_n=1000"
+    shifted = drift_gate(ref, _normal(shift=0.6, seed=9, n=200), ks_alpha=0.05, warn=5, act=6)
+    feat = shifted.details["features"]["x"]
+    assert feat["ks_pvalue"] < 0.05 and feat["status"] == "warn"
+    assert feat["status_reason"] == "KS p < 0.05 on a small sample"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"warn": 0.0, "act": 0.2}, "warn", "warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"warn": -0.1, "act": 0.2}, "warn", "warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"warn": 0.1, "act": -0.2}, "warn", "warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"js_warn": 0.3, "js_act": 0.2}, "js_warn", "js_warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"nan_warn": 0.3, "nan_act": 0.2}, "nan_warn", "nan_warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"act": math.inf}, "warn", "warn thresholds must satisfy 0 < warn ≤ act"),
+        ({"drift_share": 1.5}, "drift_share", "drift_share must be in (0, 1]"),
+        ({"drift_share": 0.0}, "drift_share", "drift_share must be in (0, 1]"),
+    ],
+)
+def test_bad_thresholds_are_refused_with_the_field(kwargs: dict, field: str, message: str) -> None:
+    from registry.errors import InvalidInput
+
+    ref = DriftReference.fit(_normal(seed=3, n=200))
+    with pytest.raises(InvalidInput) as err:
+        drift_gate(ref, _normal(n=100), **kwargs)
+    assert err.value.field == field
+    assert message in str(err.value)
+
+
+def test_edge_thresholds_that_are_allowed() -> None:
+    ref = DriftReference.fit(_normal(seed=3, n=500))
+    cur = _normal(shift=0.4, n=500)
+    assert drift_gate(ref, cur, warn=0.2, act=0.2).details["thresholds"]["psi"] == [0.2, 0.2]
+    assert drift_gate(ref, cur, drift_share=1.0).threshold == 1.0
+
+
+def test_refusals_name_what_is_wrong() -> None:
+    from registry.errors import InvalidInput
+
+    ref = DriftReference.fit(_normal(seed=3, n=200))
+    with pytest.raises(InvalidInput, match="current_df must be a DataFrame"):
+        drift_gate(ref, [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="invalid drift reference: "):
+        drift_gate({"features": {}, "n_rows": -1}, _normal(n=10))
