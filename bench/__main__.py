@@ -69,7 +69,9 @@ def main() -> int:
         "so absolute figures are noisier than ratios.\n\n"
         f"Suites in this run: {status}.\n"
     )
-    body = "\n".join(f"<!-- bench:{name} -->\n{text}<!-- /bench:{name} -->\n" for name, (_, text) in results.items())
+    body = "\n".join(
+        f"<!-- bench:{name} -->\n{text}<!-- /bench:{name} -->\n" for name, (_, text) in results.items()
+    )
     out = Path("docs/benchmarks.md")
     out.parent.mkdir(exist_ok=True)
     out.write_text(header + "\n" + body, encoding="utf-8")

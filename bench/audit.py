@@ -67,7 +67,9 @@ def build(reg: Registry, events: int, root: Path) -> dict[str, int]:
             tags={"team": "risk"},
         ).version
         reg.add_evidence(name, v, gate="data", passed=True, value=1.0, actor="ci")
-        reg.add_evidence(name, v, gate="fairness", passed=cycle % 5 != 0, value=0.04, threshold=0.1, actor="ci")
+        reg.add_evidence(
+            name, v, gate="fairness", passed=cycle % 5 != 0, value=0.04, threshold=0.1, actor="ci"
+        )
         reg.transition(name, v, "staging", actor="trainer")
         done += 4
         if cycle % 10 == 9:

@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = _collect(work, files)
     unchecked = sum(s.count("not checked") for s in scores)
     if rc != 0 or unchecked:
-        print(f"mutmut exit {rc}, {unchecked} mutant(s) not checked; see {log}:\n{_tail(log)}", file=sys.stderr)
+        print(
+            f"mutmut exit {rc}, {unchecked} mutant(s) not checked; see {log}:\n{_tail(log)}", file=sys.stderr
+        )
         if not any(s.total > s.count("not checked") for s in scores):
             return 1
     report = _report(scores, ref, started, elapsed, args.max_children, rc)
@@ -249,7 +251,9 @@ HEADER = [
 ]
 
 
-def _report(scores: list[FileScore], ref: str, started: datetime, elapsed: float, children: int, rc: int) -> str:
+def _report(
+    scores: list[FileScore], ref: str, started: datetime, elapsed: float, children: int, rc: int
+) -> str:
     caught = sum(s.caught for s in scores)
     total = sum(s.total for s in scores)
     lines = [
@@ -268,8 +272,10 @@ def _report(scores: list[FileScore], ref: str, started: datetime, elapsed: float
     lines.append("")
     for path, fn, text, hits in _required(scores):
         bad = [f"{n} ({st})" for n, st in hits if st not in CAUGHT]
-        verdict = f"{len(hits)} mutant(s), all caught" if hits and not bad else (
-            f"NOT CAUGHT: {', '.join(bad)}" if bad else "no mutant edits this line"
+        verdict = (
+            f"{len(hits)} mutant(s), all caught"
+            if hits and not bad
+            else (f"NOT CAUGHT: {', '.join(bad)}" if bad else "no mutant edits this line")
         )
         lines.append(f"required {path}:{fn} `{text}`: {verdict}")
     return "\n".join(lines)
@@ -316,7 +322,7 @@ def _write_doc(scores: list[FileScore], ref: str, started: datetime, elapsed: fl
         "# Mutation testing",
         "",
         "Command: `make mutate` (`python -m bench.mutate [FILE ...]`): mutmut 3 on a `git archive` "
-        "snapshot, tests from `[tool.mutmut]` in pyproject.toml on SQLite only (`-k \"not postgres\"`). "
+        'snapshot, tests from `[tool.mutmut]` in pyproject.toml on SQLite only (`-k "not postgres"`). '
         f"Target: at least {TARGET:.0%} of mutants caught per file, and every required kill caught. "
         "A timeout counts as caught; a mutant that no selected test reaches does not. Each file's "
         "section says when and on which commit it ran; files may come from different runs. "

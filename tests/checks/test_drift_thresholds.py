@@ -200,7 +200,9 @@ def test_result_fields_and_details_shape() -> None:
     assert (d["max_psi_feature"], d["max_psi"]) == ("x", x["value"])
     assert (d["max_js_feature"], d["max_js"]) == ("c", c["value"])
     assert {"kind", "n", "method", "value", "status", "reference_shares", "current_shares"} <= set(x)
-    assert {"ks_statistic", "ks_pvalue", "nan_rate_reference", "nan_rate_current", "nan_rate_change"} <= set(x)
+    assert {"ks_statistic", "ks_pvalue", "nan_rate_reference", "nan_rate_current", "nan_rate_change"} <= set(
+        x
+    )
     assert (x["kind"], x["method"], x["n"]) == ("numeric", "psi", 500)
     assert len(x["current_shares"]) == len(x["reference_shares"]) == 10
     assert sum(x["current_shares"]) == pytest.approx(1)
@@ -239,7 +241,10 @@ def test_current_data_problems_carry_their_note() -> None:
     cases = {
         "empty": (pd.DataFrame({"x": pd.Series([], dtype=float)}), "current data has no rows"),
         "missing": (pd.DataFrame({"y": [1.0]}), "feature missing from current data"),
-        "dtype": (text := pd.DataFrame({"x": ["a", "b"]}), f"expected a numeric column, got dtype {text['x'].dtype}"),
+        "dtype": (
+            text := pd.DataFrame({"x": ["a", "b"]}),
+            f"expected a numeric column, got dtype {text['x'].dtype}",
+        ),
     }
     for method, (cur, note) in cases.items():
         feat = drift_gate(ref, cur).details["features"]["x"]
@@ -257,7 +262,9 @@ def test_categories_absent_now_and_unseen_before_are_scored_like_scipy() -> None
     q = np.array([60, 0, 0, 40]) / 100  # 7 new categories and e fall in <other>
     assert feat["value"] == pytest.approx(jensenshannon(p, q), abs=1e-12)
     assert feat["unseen_share"] == pytest.approx(0.40)
-    assert len(feat["unseen_examples"]) == 5 and set(feat["unseen_examples"]) <= {f"new{i}" for i in range(7)} | {"e"}
+    assert len(feat["unseen_examples"]) == 5 and set(feat["unseen_examples"]) <= {
+        f"new{i}" for i in range(7)
+    } | {"e"}
 
 
 def test_js_distance_of_disjoint_shares_raises_no_float_warning() -> None:
@@ -267,7 +274,9 @@ def test_js_distance_of_disjoint_shares_raises_no_float_warning() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert js_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(math.sqrt(math.log(2)))
+        assert js_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(
+            math.sqrt(math.log(2))
+        )
         assert js_distance(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.5, 0.0])) == 0.0
 
 

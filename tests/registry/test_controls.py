@@ -81,7 +81,9 @@ def test_registrants_approval_counts_when_separation_of_duties_is_off(
         reg.close()
 
 
-def test_duplicate_approvals_by_one_actor_count_once(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+def test_duplicate_approvals_by_one_actor_count_once(
+    backend_url: str, tmp_path: Path, artifact: Path
+) -> None:
     reg = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvals": 2}}})
     try:
         _staged(reg, artifact)
