@@ -236,7 +236,7 @@ def production_at(
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     try:
-        at = at.astimezone(UTC)
+        at.astimezone(UTC)
     except OverflowError:
         # e.g. 0001-01-01T00:00:00+14:00 lies before the first representable UTC instant
         raise InvalidInput(f"time: {iso_time!r} is out of range in UTC", field="time") from None
