@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from registry.canonical import canonical, canonical_text  # noqa: F401  (re-exported)
 from registry.db.tables import audit_events, audit_head
 from registry.entities import AuditEvent, VerifyReport
 
@@ -40,13 +42,6 @@ _MOVE_HEAD = (
     .where(audit_head.c.id == 1)
     .values(seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
 )
-
-
-def canonical(obj: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, UTF-8, no insignificant whitespace, finite numbers."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
 
 
 def _body(
@@ -154,6 +149,50 @@ def iter_events(conn: Connection, model: str | None = None, batch: int = 1000) -
         last = rows[-1].seq
 
 
+_RAW_EVENTS = sa.text(
+    "SELECT seq, at, actor, db_user, action, model, version, CAST(payload AS TEXT), prev_hash, hash "
+    "FROM audit_events WHERE seq > :last ORDER BY seq LIMIT :n"
+)
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]').search
+
+
+def _STR(value: Any) -> str:
+    # Names, actions and actors hold no quotes or control characters; skip the encoder for them.
+    if value.__class__ is str and not _NEEDS_ESCAPE(value):
+        return f'"{value}"'
+    return _ENCODE(value)
+
+
+def _iso(at: Any) -> str:
+    """The event time as hashed: ISO 8601, microseconds, UTC offset."""
+    if isinstance(at, str):  # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC
+        if len(at) == 26 and at[10] == " ":
+            return f"{at[:10]}T{at[11:]}+00:00"
+        at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _raw_events(conn: Connection, batch: int = 5000) -> Iterator[Any]:
+    last = 0
+    while True:
+        rows = conn.execute(_RAW_EVENTS, {"last": last, "n": batch}).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def _spliced(
+    seq: int, at: str, actor: Any, db_user: Any, action: Any, model: Any, version: Any, payload: str
+) -> bytes:
+    # The canonical body, built around the stored payload text (stored canonical) without re-encoding it.
+    return (
+        f'{{"action":{_STR(action)},"actor":{_STR(actor)},"at":"{at}","db_user":{_STR(db_user)},'
+        f'"model":{_STR(model)},"payload":{payload},"seq":{seq},"version":{_STR(version)}}}'
+    ).encode()
+
+
 def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     """Recompute the whole chain, then (``state``) check the tables against the replayed log.
 
@@ -169,34 +208,42 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     prev = GENESIS
     count = 0
     replay = replaying.Replay() if state else None
-    for row in iter_events(conn):
+    sha256 = hashlib.sha256
+    for seq, at, actor, db_user, action, model, version, text, prev_hash, stored in _raw_events(conn):
         count += 1
-        if row.seq != expected_seq:
-            return _bad(count, expected_seq, f"expected seq {expected_seq}, found {row.seq}")
-        if row.prev_hash != prev:
-            return _bad(count, row.seq, "prev_hash does not match the previous event's hash")
+        if seq != expected_seq:
+            return _bad(count, expected_seq, f"expected seq {expected_seq}, found {seq}")
+        if prev_hash != prev:
+            return _bad(count, seq, "prev_hash does not match the previous event's hash")
         try:
-            body = _body(
-                row.seq,
-                row.at,
-                row.actor,
-                row.db_user,
-                row.action,
-                row.model,
-                row.version,
-                row.payload,
+            payload = replaying.loads(text)
+            iso = _iso(at)
+            digest = sha256(
+                prev.encode("ascii") + _spliced(seq, iso, actor, db_user, action, model, version, text)
             )
-            recomputed = link_hash(prev, body)
+            if digest.hexdigest() != stored:
+                # Stored text that is not canonical (older rows): hash the canonical form.
+                body = {
+                    "seq": seq,
+                    "at": iso,
+                    "actor": actor,
+                    "db_user": db_user,
+                    "action": action,
+                    "model": model,
+                    "version": version,
+                    "payload": payload,
+                }
+                digest = sha256(prev.encode("ascii") + canonical(body))
         except (TypeError, ValueError) as exc:
-            return _bad(count, row.seq, f"event cannot be canonicalized: {exc}")
-        if recomputed != row.hash:
-            return _bad(count, row.seq, "hash does not match the event's content")
+            return _bad(count, seq, f"event cannot be canonicalized: {exc}")
+        if digest.hexdigest() != stored:
+            return _bad(count, seq, "hash does not match the event's content")
         if replay is not None:
             try:
-                replay.apply(row.seq, row.at, row.actor, row.action, row.model, row.version, row.payload)
+                replay.apply(seq, at, actor, action, model, version, payload)
             except replaying.LogInconsistent as exc:
-                return _bad(count, row.seq, str(exc))
-        prev = row.hash
+                return _bad(count, seq, str(exc))
+        prev = stored
         expected_seq += 1
     head = conn.execute(_HEAD).one()
     last = expected_seq - 1

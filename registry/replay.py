@@ -8,25 +8,16 @@ first row that differs, as one line naming the model and version.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from registry.audit import canonical
-from registry.db.tables import (
-    alias_history,
-    aliases,
-    approvals,
-    datasets,
-    evidence,
-    models,
-    policies,
-    stage_history,
-    versions,
-)
 
 PRODUCTION = "production"
 # Version columns compared field by field, in the order a difference is reported.
@@ -305,111 +296,149 @@ _HANDLERS: dict[str, Any] = {
 
 
 # --- comparing with the tables ------------------------------------------------------------
+# Tables are read with plain SQL, without SQLAlchemy's type processing: both sides of every
+# comparison come from the same backend, so raw values compare directly and fast.
+
+
+def loads(value: Any) -> Any:
+    """A JSON column's value: text on SQLite, already parsed on PostgreSQL."""
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)  # integers beyond 64 bits
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _show(value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, datetime):
         return value.isoformat()
     text = value if isinstance(value, str) else canonical(value).decode()
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _rows(conn: Connection, sql: str) -> list[Any]:
+    return conn.execute(sa.text(sql)).all()
+
+
 def compare(conn: Connection, replay: Replay) -> str | None:
     """The first difference between the tables and the replayed log, as one line; None if equal."""
+    ids = {vid: (name, number) for vid, name, number in _rows(conn, _IDS)}
     for check in (_models, _versions, _children, _aliases, _alias_history, _policies):
-        problem = check(conn, replay)
+        problem = check(conn, replay, ids)
         if problem:
             return f"state differs from the log at {problem}"
     return None
 
 
-def _models(conn: Connection, replay: Replay) -> str | None:
+_IDS = "SELECT v.id, m.name, v.version FROM versions v JOIN models m ON m.id = v.model_id"
+
+
+def _models(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
     seen = set()
-    for row in conn.execute(sa.select(models).order_by(models.c.name)):
-        want = replay.models.get(row.name)
+    cols = ("description", "created_at", "created_by", "last_version")
+    for row in _rows(conn, f"SELECT name, {', '.join(cols)} FROM models ORDER BY name"):
+        want = replay.models.get(row[0])
         if want is None:
-            return f"{row.name}: models has it, the log never registered it"
-        seen.add(row.name)
-        for key in ("description", "created_at", "created_by", "last_version"):
-            if getattr(row, key) != want[key]:
-                return f"{row.name}: {key} is {_show(getattr(row, key))}, the log says {_show(want[key])}"
+            return f"{row[0]}: models has it, the log never registered it"
+        seen.add(row[0])
+        for key, have in zip(cols, row[1:], strict=True):
+            if have != want[key]:
+                return f"{row[0]}: {key} is {_show(have)}, the log says {_show(want[key])}"
     missing = sorted(set(replay.models) - seen)
     return f"{missing[0]}: the log registered it, models has no row" if missing else None
 
 
-def _version_ids(conn: Connection) -> dict[int, tuple[str, int]]:
-    stmt = sa.select(versions.c.id, models.c.name, versions.c.version).join(
-        models, models.c.id == versions.c.model_id
-    )
-    return {vid: (name, number) for vid, name, number in conn.execute(stmt)}
+_JSON_FIELDS = {"metrics", "params", "tags", "input_schema"}
+_FLAG_FIELDS = {"code_dirty", "rolled_back"}
+_STORED = [f for f in VERSION_FIELDS if f != "drift_reference_sha256"]
 
 
-def _versions(conn: Connection, replay: Replay) -> str | None:
-    cols = [c for c in versions.c if c.name not in ("id", "model_id", "version", "drift_reference")]
-    stmt = (
-        sa.select(models.c.name, versions.c.version, versions.c.drift_reference, *cols)
-        .join(models, models.c.id == versions.c.model_id)
-        .order_by(models.c.name, versions.c.version)
+def _versions(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = (
+        f"SELECT m.name, v.version, v.drift_reference, {', '.join('v.' + f for f in _STORED)} "
+        "FROM versions v JOIN models m ON m.id = v.model_id ORDER BY m.name, v.version"
     )
     seen = set()
-    for row in conn.execute(stmt):
-        key = (row.name, row.version)
-        ref = f"{row.name}/{row.version}"
+    for row in _rows(conn, sql):
+        key = (row[0], row[1])
+        ref = f"{row[0]}/{row[1]}"
         rec = replay.versions.get(key)
         if rec is None:
             return f"{ref}: versions has it, the log never registered it"
         seen.add(key)
-        actual = row._mapping
+        drift = loads(row[2])
+        have_fields = dict(zip(_STORED, row[3:], strict=True))
+        have_fields["drift_reference_sha256"] = (
+            None if drift is None else hashlib.sha256(canonical(drift)).hexdigest()
+        )
         for name in VERSION_FIELDS:
-            if name == "drift_reference_sha256":
-                have = (
-                    None
-                    if row.drift_reference is None
-                    else hashlib.sha256(canonical(row.drift_reference)).hexdigest()
-                )
-            else:
-                have = actual[name]
+            have = have_fields[name]
+            if name in _JSON_FIELDS:
+                have = loads(have)
+            elif name in _FLAG_FIELDS:
+                have = _flag(have)
             want = rec.fields[name]
-            if have != want or type(have) is bool and type(want) is not bool:
+            if have != want:
                 label = name.replace("_sha256", " digest") if name.endswith("sha256") else name
                 return f"{ref}: {label} is {_show(have)}, the log says {_show(want)}"
     missing = sorted(set(replay.versions) - seen)
     return f"{missing[0][0]}/{missing[0][1]}: the log registered it, versions has no row" if missing else None
 
 
-def _children(conn: Connection, replay: Replay) -> str | None:
-    ids = _version_ids(conn)
-    tables = (
-        ("datasets", datasets, ("role", "uri", "sha256", "rows", "schema_fingerprint"), "datasets"),
-        (
-            "stage history",
-            stage_history,
-            ("from_stage", "to_stage", "kind", "actor", "reason", "approved_by", "at"),
-            "history",
-        ),
-        (
-            "approvals",
-            approvals,
-            ("decision", "actor", "reason", "target_stage", "review_round", "at"),
-            "decisions",
-        ),
-        (
-            "evidence",
-            evidence,
-            ("gate", "passed", "value", "threshold", "details", "actor", "at"),
-            "evidence",
-        ),
-    )
-    for label, table, cols, attr in tables:
+# (label, table, columns, Replay attribute, JSON columns, flag columns)
+_CHILDREN = (
+    ("datasets", "datasets", ("role", "uri", "sha256", "rows", "schema_fingerprint"), "datasets", (), ()),
+    (
+        "stage history",
+        "stage_history",
+        ("from_stage", "to_stage", "kind", "actor", "reason", "approved_by", "at"),
+        "history",
+        ("approved_by",),
+        (),
+    ),
+    (
+        "approvals",
+        "approvals",
+        ("decision", "actor", "reason", "target_stage", "review_round", "at"),
+        "decisions",
+        (),
+        (),
+    ),
+    (
+        "evidence",
+        "evidence",
+        ("gate", "passed", "value", "threshold", "details", "actor", "at"),
+        "evidence",
+        ("details",),
+        ("passed",),
+    ),
+)
+
+
+def _children(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    for label, table, cols, attr, json_cols, flag_cols in _CHILDREN:
+        json_at = [cols.index(c) for c in json_cols]
+        flag_at = [cols.index(c) for c in flag_cols]
         actual: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-        stmt = sa.select(table.c.version_id, *(table.c[c] for c in cols)).order_by(table.c.id)
-        for row in conn.execute(stmt):
+        for row in _rows(conn, f"SELECT version_id, {', '.join(cols)} FROM {table} ORDER BY id"):
             key = ids.get(row[0])
             if key is None:
                 return f"{label} row for version id {row[0]}, which does not exist"
-            actual.setdefault(key, []).append(tuple(row[1:]))
+            values = list(row[1:])
+            for i in json_at:
+                values[i] = loads(values[i])
+            for i in flag_at:
+                values[i] = _flag(values[i])
+            actual.setdefault(key, []).append(tuple(values))
         for key in sorted(set(actual) | set(replay.versions)):
             have = actual.get(key, [])
             rec = replay.versions.get(key)
@@ -442,15 +471,15 @@ def _row(cols: tuple[str, ...], row: tuple[Any, ...] | None) -> str:
     return ", ".join(f"{c}={_show(v)}" for c, v in list(zip(cols, row, strict=True))[:3])
 
 
-def _aliases(conn: Connection, replay: Replay) -> str | None:
-    stmt = (
-        sa.select(
-            models.c.name, aliases.c.alias, versions.c.version, aliases.c.updated_at, aliases.c.updated_by
-        )
-        .join(models, models.c.id == aliases.c.model_id)
-        .join(versions, versions.c.id == aliases.c.version_id)
-    )
-    have = {(r.name, r.alias): (r.version, r.updated_at, r.updated_by) for r in conn.execute(stmt)}
+def _aliases(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = "SELECT model_id, alias, version_id, updated_at, updated_by FROM aliases"
+    names = {mid: name for mid, name in _rows(conn, "SELECT id, name FROM models")}
+    have: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for mid, alias, vid, at, by in _rows(conn, sql):
+        target = ids.get(vid)
+        if target is None or target[0] != names.get(mid):
+            return f"{names.get(mid, mid)}@{alias}: points at version id {vid} of another model or none"
+        have[(target[0], alias)] = (target[1], at, by)
     for key in sorted(set(have) | set(replay.aliases)):
         h, w = have.get(key), replay.aliases.get(key)
         if h != w:
@@ -469,22 +498,14 @@ def _aliases(conn: Connection, replay: Replay) -> str | None:
     return None
 
 
-def _alias_history(conn: Connection, replay: Replay) -> str | None:
-    stmt = (
-        sa.select(
-            models.c.name,
-            alias_history.c.alias,
-            alias_history.c.version,
-            alias_history.c.previous,
-            alias_history.c.actor,
-            alias_history.c.at,
-        )
-        .join(models, models.c.id == alias_history.c.model_id)
-        .order_by(alias_history.c.id)
+def _alias_history(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = (
+        "SELECT m.name, h.alias, h.version, h.previous, h.actor, h.at "
+        "FROM alias_history h JOIN models m ON m.id = h.model_id ORDER BY h.id"
     )
     have: dict[str, list[tuple[Any, ...]]] = {}
-    for r in conn.execute(stmt):
-        have.setdefault(r.name, []).append(tuple(r[1:]))
+    for r in _rows(conn, sql):
+        have.setdefault(r[0], []).append(tuple(r[1:]))
     cols = ("alias", "version", "previous", "actor", "at")
     for name in sorted(set(have) | set(replay.alias_history)):
         h, w = have.get(name, []), replay.alias_history.get(name, [])
@@ -493,8 +514,11 @@ def _alias_history(conn: Connection, replay: Replay) -> str | None:
     return None
 
 
-def _policies(conn: Connection, replay: Replay) -> str | None:
-    have = {r.sha256: (r.document, r.recorded_at, r.recorded_by) for r in conn.execute(sa.select(policies))}
+def _policies(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    have = {
+        sha: (loads(doc), at, by)
+        for sha, doc, at, by in _rows(conn, "SELECT sha256, document, recorded_at, recorded_by FROM policies")
+    }
     for sha in sorted(set(have) | set(replay.policies)):
         h, w = have.get(sha), replay.policies.get(sha)
         if h != w:

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from registry.canonical import canonical_text
 from registry.db.tables import audit_head
 from registry.errors import GovflowError, InvalidInput, StorageError
 
@@ -47,7 +48,9 @@ def make_engine(url: str) -> Engine:
             except OSError as exc:
                 raise StorageError(f"registry url: cannot create {folder}: {exc.strerror or exc}") from exc
         engine = sa.create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None}
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_MS / 1000, "isolation_level": None},
+            json_serializer=canonical_text,
         )
 
         @event.listens_for(engine, "connect")
@@ -66,7 +69,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=canonical_text
+        )
     raise InvalidInput(
         f"registry url: backend {parsed.get_backend_name()!r} is not supported "
         "(use sqlite:/// or postgresql+psycopg://)",
