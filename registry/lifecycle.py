@@ -24,6 +24,7 @@ from registry.errors import (
 from registry.policy import Policy
 from registry.queries import production_row
 from registry.stages import TRANSITIONS, Stage
+from registry.validate import actor_key, same_actor
 
 PRODUCTION_ALIAS = Stage.PRODUCTION.value
 
@@ -178,20 +179,20 @@ def check_decider(
             version=row.version,
         )
     rule = policy.rule(target)
-    if approving and policy.separation_of_duties and actor == row.registered_by:
+    if approving and policy.separation_of_duties and same_actor(actor, row.registered_by):
         raise SeparationOfDuties(
             f"{actor} registered {ref} and may not approve it (separation of duties)",
             model=model,
             version=row.version,
         )
-    if approving and rule.approvers is not None and actor not in rule.approvers:
+    if approving and rule.approvers is not None and not any(same_actor(actor, a) for a in rule.approvers):
         raise NotAnApprover(
             f"{actor} is not an approver for {target.value}; the policy allows "
             f"{', '.join(rule.approvers) or 'nobody'}",
             model=model,
             version=row.version,
         )
-    if any(d.actor == actor for d in current_decisions(conn, row, target)):
+    if any(same_actor(d.actor, actor) for d in current_decisions(conn, row, target)):
         raise SeparationOfDuties(
             f"{actor} has already decided on {ref} in this review; approvers must be distinct",
             model=model,
@@ -206,13 +207,15 @@ def counted_approvers(
     and on the stage's approver list when it has one. ``decisions`` are (decision, actor)."""
     rule = policy.rule(target)
     approvers: list[str] = []
+    seen: set[str] = set()
     for decision, actor in decisions:
-        if decision != "approve" or actor in approvers:
+        if decision != "approve" or actor_key(actor) in seen:
             continue
-        if policy.separation_of_duties and actor == row.registered_by:
+        if policy.separation_of_duties and same_actor(actor, row.registered_by):
             continue
-        if rule.approvers is not None and actor not in rule.approvers:
+        if rule.approvers is not None and not any(same_actor(actor, a) for a in rule.approvers):
             continue
+        seen.add(actor_key(actor))
         approvers.append(actor)
     return approvers
 
@@ -234,7 +237,7 @@ def gate_problems(conn: Connection, policy: Policy, row: Row[Any], target: Stage
             passed
             and latest.get(gate) is False
             and policy.separation_of_duties
-            and actor == row.registered_by
+            and same_actor(actor, row.registered_by)
         ):
             ignored.add(gate)
             continue

@@ -54,6 +54,16 @@ def check_actor(actor: Any, field: str = "actor") -> str:
     return actor
 
 
+def actor_key(actor: str) -> str:
+    """The form actors are compared in: NFKC-normalized and case-folded (``Bob`` = ``ｂｏｂ``)."""
+    return unicodedata.normalize("NFKC", actor).casefold()
+
+
+def same_actor(a: str, b: str) -> bool:
+    """True when two actor names denote the same person."""
+    return actor_key(a) == actor_key(b)
+
+
 def check_version(version: Any, field: str = "version") -> int:
     """Return ``version`` if it is an int from 1 to 2**31-1; refuse strings, bools and floats."""
     if isinstance(version, bool) or not isinstance(version, int):

@@ -218,3 +218,27 @@ def test_rollback_respects_the_current_policy(backend_url: str, tmp_path: Path, 
     assert reg.rollback("m", reason="drift", actor="ops").restored == 1
     for r in (reg, strict, gated):
         r.close()
+
+
+def test_look_alike_actors_are_the_same_person(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    from registry import Policy
+    from registry.errors import ApprovalRequired, SeparationOfDuties
+
+    reg = Registry(
+        url=backend_url,
+        artifact_root=str(tmp_path / "a"),
+        policy=Policy.from_dict({"stages": {"production": {"approvals": 2}}}),
+    )
+    reg.register("m", artifact, actor="bob")
+    reg.transition("m", 1, "staging", actor="bob")
+    for spoof in ("Bob", "ｂｏｂ", "BOB", "ᵇob"):
+        with pytest.raises(SeparationOfDuties, match="registered m/1"):
+            reg.approve("m", 1, actor=spoof)
+    with pytest.raises(InvalidInput, match="actor"):
+        reg.approve("m", 1, actor="bob\u200b")
+    reg.approve("m", 1, actor="carol")
+    with pytest.raises(SeparationOfDuties, match="already decided"):
+        reg.approve("m", 1, actor="Carol")
+    with pytest.raises(ApprovalRequired, match="it has 1"):
+        reg.transition("m", 1, "production", actor="bob")
+    reg.close()
