@@ -86,11 +86,19 @@ def register_version(
         actor=actor,
         metrics=metrics,
         params={k: v for k, v in params.items() if isinstance(v, str | int | float | bool) or v is None},
-        tags={"task": config.task, "estimator": config.estimator.import_path},
+        tags={"task": config.task, "estimator": config.estimator.import_path, **split_tags(config)},
         lineage=lineage,
         input_schema=training.input_schema(data.train[features]),
         drift_reference=reference.model_dump(mode="json"),
     )
+
+
+def split_tags(config: PipelineConfig) -> dict[str, str]:
+    """The split rule as tags, so evidence packs can show how eval rows were held out."""
+    if config.data.path is None:
+        return {"split": "separate train and eval files"}
+    rule = config.data.split
+    return {"split": f"shuffle with seed {rule.seed}, hold out {rule.eval_fraction:g} for eval"}
 
 
 def production_version(reg: Registry, name: str) -> ModelVersion | None:
