@@ -53,6 +53,7 @@ class LogInconsistent(Exception):
 
 @dataclass
 class _Version:
+    number: int
     fields: dict[str, Any]
     datasets: list[tuple[Any, ...]] = field(default_factory=list)
     history: list[tuple[Any, ...]] = field(default_factory=list)
@@ -111,7 +112,7 @@ class Replay:
         rolled_back: bool = False,
     ) -> None:
         f = rec.fields
-        rec.history.append((f["stage"], to, kind, actor, reason, approved_by, at))
+        rec.history.append((rec.number, f["stage"], to, kind, actor, reason, approved_by, at))
         f["stage"] = to
         f["review_round"] += 1
         f["stage_changed_at"] = at
@@ -152,6 +153,7 @@ class Replay:
         m["last_version"] = version
         art, code, run = p["artifact"], p["code"], p["run"]
         rec = _Version(
+            number=version,
             fields={
                 "stage": "development",
                 "artifact_sha256": art["sha256"],
@@ -180,7 +182,7 @@ class Replay:
                 (d["role"], d["uri"], d["sha256"], d["rows"], d["schema_fingerprint"]) for d in p["datasets"]
             ],
         )
-        rec.history.append((None, "development", "register", actor, None, None, at))
+        rec.history.append((version, None, "development", "register", actor, None, None, at))
         self.versions[(model, version)] = rec
 
     def _transitioned(
@@ -400,7 +402,7 @@ _CHILDREN = (
     (
         "stage history",
         "stage_history",
-        ("from_stage", "to_stage", "kind", "actor", "reason", "approved_by", "at"),
+        ("version", "from_stage", "to_stage", "kind", "actor", "reason", "approved_by", "at"),
         "history",
         ("approved_by",),
         (),

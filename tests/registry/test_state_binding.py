@@ -117,6 +117,10 @@ ATTACKS = {
         ["UPDATE stage_history SET approved_by = '[\"dave\"]' WHERE kind = 'promote'"],
         "stage history entry 3: approved_by",
     ),
+    "history-version": (
+        ["UPDATE stage_history SET version = 1 WHERE version = 2 AND kind = 'promote'"],
+        "churn/2: stage history entry 3: version is 1, the log says 2",
+    ),
     "history-deleted": (
         ["DELETE FROM stage_history WHERE kind = 'demote'"],
         "churn/1: stage history entry 4 is missing",
@@ -191,3 +195,25 @@ def test_rewriting_log_and_state_together_needs_the_chain(live: Registry) -> Non
     )
     report = live.verify_audit()
     assert not report.ok and report.scope == "chain" and report.first_bad_seq == 1
+
+
+def test_replay_covers_every_column_of_every_state_table() -> None:
+    """A column added to a state table without being bound to the log fails here."""
+    from registry import replay
+    from registry.db.tables import metadata
+
+    covered = {
+        "models": {"name", "description", "created_at", "created_by", "last_version"},
+        "versions": {"version", "drift_reference", *replay.VERSION_FIELDS} - {"drift_reference_sha256"},
+        "aliases": {"alias", "updated_at", "updated_by"},
+        "alias_history": {"alias", "version", "previous", "actor", "at"},
+        "policies": {"sha256", "document", "recorded_at", "recorded_by"},
+        **{table: set(cols) for _, table, cols, *_ in replay._CHILDREN},
+    }
+    keys = {"id", "model_id", "version_id"}  # surrogate keys, compared through what they point at
+    for table in metadata.sorted_tables:
+        if table.name in ("audit_events", "audit_head"):
+            continue
+        assert table.name in covered, f"{table.name} is not replayed"
+        missing = {c.name for c in table.columns} - keys - covered[table.name]
+        assert not missing, f"{table.name}: {sorted(missing)} not compared with the log"
