@@ -69,6 +69,7 @@ __all__ = [
     "write_checkpoint",
 ]
 
+_UNHASHED = ("hash", "prev_hash")
 _HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 
 
@@ -99,10 +100,9 @@ class _Walk:
 
 
 def _body(row: Row[Any]) -> dict[str, Any]:
-    # The hashed body is every column but hash (see registry/audit.py), times in microseconds.
-    event = audit.to_event(row)
-    body = event.model_dump(mode="json", exclude={"hash", "prev_hash"})
-    body["at"] = event.at.isoformat(timespec="microseconds")
+    # registry/audit.py's rule: the hashed body is every column but the hashes, time in microseconds.
+    body = {k: v for k, v in zip(row._fields, row, strict=True) if k not in _UNHASHED}
+    body["at"] = row.at.isoformat(timespec="microseconds")
     return body
 
 
