@@ -46,10 +46,11 @@ class RegistryBase:
         env = Settings.from_env()
         self.url = url or env.url
         self.artifact_root = artifact_root or env.artifact_root
+        # The policy first: a bad policy file must leave no new database behind.
+        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
         self.db = Database(self.url)
         if create:
             ensure_schema(self.db)
-        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
         self._artifacts: ArtifactStore | None = None
 
     @property

@@ -35,7 +35,11 @@ class AuditTrail(RegistryBase):
     def export_audit(self, path: str | Path) -> int:
         """Write the chain as JSONL (one canonical event per line); return the count."""
         out = Path(path)
-        if out.is_dir() or not out.parent.is_dir():
+        try:
+            usable = not out.is_dir() and out.parent.is_dir()
+        except OSError as exc:
+            raise InvalidInput(f"path: cannot use {str(out)[:80]}: {exc.strerror or exc}", field="path") from None
+        if not usable:
             raise InvalidInput(f"path: {out} is a folder or its folder does not exist", field="path")
         tmp = out.with_name(out.name + ".tmp")
         count = 0
