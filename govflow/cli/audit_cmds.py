@@ -88,15 +88,9 @@ def audit_verify(
     if json_out:
         emit_json({"audit": report, "checkpoint": check} if check is not None else report)
     elif not report.ok:
-        # A state check failure names no seq; only a chain failure is said to be the chain's.
-        what = (
-            "audit BROKEN"
-            if report.first_bad_seq is None
-            else f"audit chain BROKEN at seq {report.first_bad_seq}"
-        )
-        print(f"{what}: {report.problem}", file=sys.stderr)
+        print(report.message, file=sys.stderr)
     else:
-        console.print(f"audit chain OK: {report.events} events verified", highlight=False)
+        console.print(report.message, highlight=False)
         if check is not None:
             console.print(
                 f"checkpoint {check.source} OK: the {check.count} events signed by {check.key} are intact",
