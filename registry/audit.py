@@ -66,6 +66,11 @@ def _body(
     }
 
 
+def event_body(row: Any) -> dict[str, Any]:
+    """The body the chain hashes for a stored event row (every column but the two hashes)."""
+    return _body(row.seq, row.at, row.actor, row.db_user, row.action, row.model, row.version, row.payload)
+
+
 def link_hash(prev_hash: str, body: dict[str, Any]) -> str:
     """The hash of one event given the previous hash."""
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(body)).hexdigest()

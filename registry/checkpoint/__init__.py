@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from registry import audit
 from registry.checkpoint.files import read_note, write_checkpoint
@@ -69,7 +69,6 @@ __all__ = [
     "write_checkpoint",
 ]
 
-_UNHASHED = ("hash", "prev_hash")
 _HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 
 
@@ -99,13 +98,6 @@ class _Walk:
     problem: str | None = None
 
 
-def _body(row: Row[Any]) -> dict[str, Any]:
-    # registry/audit.py's rule: the hashed body is every column but the hashes, time in microseconds.
-    body = {k: v for k, v in zip(row._fields, row, strict=True) if k not in _UNHASHED}
-    body["at"] = row.at.isoformat(timespec="microseconds")
-    return body
-
-
 def _walk(conn: Connection, at: int | None = None) -> _Walk:
     """Recompute the chain from genesis; note the hash after ``at`` events and the first fault."""
     walk = _Walk(hash_at=audit.GENESIS if at == 0 else None)
@@ -122,7 +114,7 @@ def _walk(conn: Connection, at: int | None = None) -> _Walk:
         elif row.prev_hash != stored:
             fault(row.seq, "prev_hash does not match the previous event's hash")
         try:
-            recomputed = audit.link_hash(recomputed, _body(row))
+            recomputed = audit.link_hash(recomputed, audit.event_body(row))
         except (TypeError, ValueError) as exc:
             fault(row.seq, f"event cannot be canonicalized: {exc}")
             recomputed = "!" * 64  # never a hex digest: every later hash mismatches too

@@ -168,10 +168,7 @@ def _rows(conn: Connection, first: int, last: int) -> Iterator[Row[Any]]:
 
 def _canonical_body(row: Row[Any]) -> str:
     """The event body exactly as the chain hashes it."""
-    body = audit._body(
-        row.seq, row.at, row.actor, row.db_user, row.action, row.model, row.version, row.payload
-    )
-    return audit.canonical(body).decode("utf-8")
+    return audit.canonical(audit.event_body(row)).decode("utf-8")
 
 
 def read_checkpoint(reg: Registry, path: str, pubkey: Path) -> tuple[int, str, dict[str, Any], str | None]:
