@@ -11,7 +11,9 @@ from registry.validate import check_name, parse_version
 def parse_ref(ref: Any) -> tuple[str, int | None, str | None]:
     """Split a reference into (name, version, alias); exactly one of version/alias is set."""
     if not isinstance(ref, str):
-        raise InvalidInput(f"reference: {ref!r} must be a string NAME/VERSION or NAME@ALIAS", field="reference")
+        raise InvalidInput(
+            f"reference: {ref!r} must be a string NAME/VERSION or NAME@ALIAS", field="reference"
+        )
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return check_name(name), None, check_name(alias, "alias")
