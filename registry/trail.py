@@ -38,7 +38,9 @@ class AuditTrail(RegistryBase):
         try:
             usable = not out.is_dir() and out.parent.is_dir()
         except OSError as exc:
-            raise InvalidInput(f"path: cannot use {str(out)[:80]}: {exc.strerror or exc}", field="path") from None
+            raise InvalidInput(
+                f"path: cannot use {str(out)[:80]}: {exc.strerror or exc}", field="path"
+            ) from None
         if not usable:
             raise InvalidInput(f"path: {out} is a folder or its folder does not exist", field="path")
         tmp = out.with_name(out.name + ".tmp")
