@@ -235,3 +235,67 @@ def test_tampered_cache_and_store_raise_digest_mismatch(registry: Registry, tmp_
     blob.write_bytes(bytes(tampered))
     with pytest.raises(DigestMismatch):
         registry.load_model("churn/1", cache_dir=cache)
+
+
+# --- the policy: what each stage needs, and policy files refused naming the field -------------
+
+
+def test_stage_defaults_need_approval_only_for_production() -> None:
+    policy = Policy()
+    assert policy.rule(Stage.PRODUCTION).approvals == 1
+    assert policy.rule(Stage.STAGING).approvals == 0
+    assert policy.rule(Stage.ARCHIVED).approvals == 0
+    listed = Policy.from_dict({"stages": {"staging": {"gates": ["data"]}, "production": {"gates": ["data"]}}})
+    assert listed.rule(Stage.STAGING).approvals == 0 and listed.rule(Stage.STAGING).gates == ["data"]
+    assert listed.rule(Stage.PRODUCTION).approvals == 1
+
+
+def test_policy_mapping_errors_name_the_field() -> None:
+    from registry.errors import PolicyError
+
+    with pytest.raises(PolicyError) as err:
+        Policy.from_dict({"drift": {"act": -1}})
+    assert err.value.field == "drift.act"
+    assert str(err.value).startswith("policy: drift.act: ")
+    with pytest.raises(PolicyError) as err:
+        Policy.from_dict([1, 2])  # type: ignore[arg-type]
+    assert err.value.field == "policy" and str(err.value).startswith("policy: policy: ")
+
+
+def test_policy_files_refused_naming_the_file_and_field(tmp_path: Path) -> None:
+    from registry.errors import PolicyError
+
+    assert Policy.load(None) == Policy() and Policy.load("") == Policy()
+
+    def refused(path: Path) -> PolicyError:
+        with pytest.raises(PolicyError) as err:
+            Policy.load(path)
+        return err.value
+
+    err = refused(tmp_path)
+    assert (str(err), err.field) == (f"policy {tmp_path}: not a regular file", "policy")
+    missing = tmp_path / "missing.toml"
+    err = refused(missing)
+    assert (str(err), err.field) == (f"policy {missing}: cannot read: No such file or directory", "policy")
+    latin = tmp_path / "latin.yaml"
+    raw = b"approval_timeout_seconds: 5 # caf\xe9\n"
+    latin.write_bytes(raw)
+    err = refused(latin)
+    assert err.field == "policy"
+    assert str(err) == f"policy {latin}: not UTF-8 text (byte 0xe9 at offset {raw.index(0xE9)})"
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[stages\n")
+    err = refused(bad_toml)
+    assert err.field == "policy" and str(err).startswith(f"policy {bad_toml}: not valid toml: ")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("stages: [\n")
+    err = refused(bad_yaml)
+    assert err.field == "policy" and str(err).startswith(f"policy {bad_yaml}: not valid yaml: ")
+    out_of_range = tmp_path / "range.yaml"
+    out_of_range.write_text("approval_timeout_seconds: 0\n")
+    err = refused(out_of_range)
+    assert err.field == "approval_timeout_seconds"
+    assert str(err).startswith(f"{out_of_range}: approval_timeout_seconds: ")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert Policy.load(empty) == Policy()
