@@ -67,7 +67,9 @@ def _wait_for(proc: subprocess.Popen, journal: Path, want: str | None, seen: int
     pytest.fail(f"worker did not reach {want or 'ready'} within {START_DEADLINE}s")
 
 
-def _kill_once(url: str, root: str, journal: Path, rng: random.Random, target: str | None, durations: dict) -> None:
+def _kill_once(
+    url: str, root: str, journal: Path, rng: random.Random, target: str | None, durations: dict
+) -> None:
     """Start a worker, kill it with SIGKILL during ``target`` (or at a random moment)."""
     errlog = journal.with_suffix(".stderr")
     with open(errlog, "wb") as err:
@@ -124,7 +126,8 @@ def _effect(reg: Registry, op: str, n: int, versions: dict, new_events: list) ->
 
     def event(action: str, **payload: object) -> bool:
         return any(
-            e.action == action and all(e.payload.get(k) == val for k, val in payload.items())
+            e.action == action
+            and all(e.payload.get(k) == val for k, val in payload.items())
             and (action == "model.rolled_back" or e.version == n)
             for e in new_events
         )
@@ -149,9 +152,9 @@ def _check(url: str, root: str, journal: Path, head_before: int, checked: set[st
         report = reg.verify_audit()
         assert report.ok, f"verify_audit after kill: seq {report.first_bad_seq}: {report.problem}"
         events = reg.audit_log(model=MODEL)
-        versions = {v.version: v for v in reg.versions(MODEL)} if any(
-            m.name == MODEL for m in reg.models()
-        ) else {}
+        versions = (
+            {v.version: v for v in reg.versions(MODEL)} if any(m.name == MODEL for m in reg.models()) else {}
+        )
         registered = sorted(e.version for e in events if e.action == "version.registered")
         assert registered == sorted(versions), "version rows and version.registered events differ"
         assert _replay_stages(events) == {n: v.stage.value for n, v in versions.items()}
