@@ -128,21 +128,49 @@ def _mapping(label: str, value: Any) -> list[str]:
     return []
 
 
+_plain = st.text(st.characters(blacklist_characters="\x00"), max_size=8)
+_valid = {
+    "name": st.just(SEED_MODEL),
+    "actor": st.sampled_from([None, "alice", "bob"]),
+    "metrics": st.dictionaries(st.sampled_from(["auc", "f1"]), st.floats(-1e6, 1e6), max_size=2),
+    "params": st.dictionaries(
+        _plain.filter(bool), st.one_of(_plain, st.integers(), st.booleans()), max_size=2
+    ),
+    "tags": st.dictionaries(_plain.filter(bool), _plain, max_size=2),
+    "uri": st.just("s3://bucket/train.csv"),
+    "commit": st.just("abc1234"),
+}
+
+
 @st.composite
 def register_calls(draw: st.DrawFn, paths: Paths) -> Call:
-    name, actor = draw(names), draw(actors)
+    # Mostly one hostile field among valid ones, so each bad value reaches as deep as it can.
+    hostile = draw(
+        st.sampled_from([None, "name", "actor", "metrics", "params", "tags", "uri", "commit", "all"])
+    )
+
+    def pick(label: str, bad: st.SearchStrategy) -> Any:
+        return draw(bad if hostile in (label, "all") else _valid[label])
+
+    name, actor = pick("name", names), pick("actor", actors)
+    metrics, params, tags = (
+        pick("metrics", s.metric_maps),
+        pick("params", s.mappings),
+        pick("tags", s.tag_maps),
+    )
+    commit = pick(
+        "commit", st.one_of(st.none(), st.sampled_from(["a\x00b", "\u200b" * 3, "x" * 100, "\udcff"]))
+    )
+    uri = pick("uri", st.one_of(st.sampled_from(["data\x00.csv", "", "a\udcffb"]), st.text(max_size=10)))
     path = draw(st.one_of(st.just("fresh"), st.just("fresh"), st.sampled_from(paths.hostile())))
     artifact = str(paths.fresh_file()) if path == "fresh" else path
-    metrics, params, tags = draw(s.metric_maps), draw(s.mappings), draw(s.tag_maps)
-    commit = draw(st.one_of(st.none(), st.sampled_from(["abc1234", "a\x00b", "\u200b" * 3, "x" * 100])))
-    uri = draw(st.one_of(st.sampled_from(["s3://b/k.csv", "data\x00.csv", ""]), st.text(max_size=10)))
     lineage = Lineage(
         datasets=[DatasetRef(role="train", uri=uri)], code=CodeRef(repo="git@x:y", commit=commit)
     )
     refuse = _common(name, actor) + _metrics(metrics) + _mapping("params", params) + _mapping("tags", tags)
     if not is_regular(artifact):
         refuse.append("artifact")
-    if "\x00" in uri or (commit and "\x00" in commit):
+    if s.holds_nul_or_nonfinite([uri, commit]):
         refuse.append("lineage")
     kwargs = {"actor": actor, "metrics": metrics, "params": params, "tags": tags, "lineage": lineage}
     return Call("register", (name, artifact), kwargs, refuse)

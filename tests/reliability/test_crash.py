@@ -246,3 +246,25 @@ def test_crash_matrix(backend_url: str, tmp_path: Path, monkeypatch: pytest.Monk
         f"{tally.versions} versions; in flight at the kill {tally.in_flight}, of which committed "
         f"{tally.committed}; {tally.orphans_removed} orphan blobs collected"
     )
+
+
+def test_crash_check_catches_a_half_done_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The post-kill check is not blind: a stage written without its event fails it."""
+    url, root = f"sqlite:///{tmp_path / 'registry.db'}", str(tmp_path / "artifacts")
+    monkeypatch.setenv("GOVFLOW_REGISTRY_URL", url)
+    monkeypatch.setenv("GOVFLOW_ARTIFACT_ROOT", root)
+    reg = Registry(url=url, artifact_root=root, policy=Policy())
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(os.urandom(64))
+    reg.register(MODEL, artifact, actor="alice")
+    head = _head(url, root)
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(json.dumps({"event": "start", "op": "stage", "version": 1, "sha256": None}) + "\n")
+    _check(url, root, journal, head, set(), Tally())  # nothing happened yet: consistent
+
+    with reg.db.engine.begin() as conn:  # half of a transition: the state without its event
+        conn.execute(sa.text("UPDATE versions SET stage = 'staging'"))
+    reg.close()
+    with pytest.raises(AssertionError) as caught:
+        _check(url, root, journal, head, set(), Tally())
+    assert "staging" in str(caught.value)
