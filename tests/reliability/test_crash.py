@@ -50,6 +50,7 @@ class Tally:
     committed: dict[str, int] = field(default_factory=dict)
     versions: int = 0
     orphans_removed: int = 0
+    partial_uploads_removed: int = 0
 
 
 def _wait_for(proc: subprocess.Popen, journal: Path, want: str | None, seen: int, errlog: Path) -> None:
@@ -198,7 +199,9 @@ def _check(url: str, root: str, journal: Path, head_before: int, checked: set[st
         orphans = listed - referenced
         gc = run_cli("artifacts", "gc", "--older-than", "0s", "--json", "--actor", "gc-test")
         assert gc.code == 0, gc.err
-        assert set(json.loads(gc.out)["deleted"]) == orphans
+        report = json.loads(gc.out)
+        assert set(report["deleted"]) == orphans
+        tally.partial_uploads_removed += report["temp_removed"]
         assert {b.sha256 for b in store.list_blobs()} == referenced
         leftovers = list((Path(root) / "tmp").glob("upload-*")) if (Path(root) / "tmp").is_dir() else []
         assert leftovers == [], f"partial uploads left after gc: {leftovers}"
@@ -244,7 +247,8 @@ def test_crash_matrix(backend_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     print(
         f"crash matrix on {backend}: {tally.kills} kills survived in {time.monotonic() - started:.1f}s; "
         f"{tally.versions} versions; in flight at the kill {tally.in_flight}, of which committed "
-        f"{tally.committed}; {tally.orphans_removed} orphan blobs collected"
+        f"{tally.committed}; gc removed {tally.orphans_removed} orphan blobs and "
+        f"{tally.partial_uploads_removed} partial uploads"
     )
 
 
