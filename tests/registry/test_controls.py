@@ -299,3 +299,369 @@ def test_policy_files_refused_naming_the_file_and_field(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert Policy.load(empty) == Policy()
+
+
+# --- refusals name the version and say exactly which rule refused -------------------------------
+
+
+def _refusal(call) -> Exception:  # type: ignore[no-untyped-def]
+    from registry.errors import Refused
+
+    with pytest.raises(Refused) as err:
+        call()
+    return err.value
+
+
+def test_decision_refusals_name_model_version_and_rule(
+    backend_url: str, tmp_path: Path, artifact: Path
+) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvers": ["bob", "dana"]}}})
+    try:
+        reg.register("churn", artifact, actor="alice")  # churn/1 stays in development
+        err = _refusal(lambda: reg.approve("churn", 1, actor="bob"))
+        assert str(err) == (
+            "churn/1 is in development; decisions for production are taken while it is in "
+            "a stage that may move to production"
+        )
+        assert (err.model, err.version) == ("churn", 1)
+        reg.transition("churn", 1, "staging", actor="alice")
+        err = _refusal(lambda: reg.approve("churn", 1, actor="alice"))
+        assert str(err) == "alice registered churn/1 and may not approve it (separation of duties)"
+        assert (err.model, err.version) == ("churn", 1)
+        err = _refusal(lambda: reg.approve("churn", 1, actor="mallory"))
+        assert str(err) == "mallory is not an approver for production; the policy allows bob, dana"
+        assert (err.model, err.version) == ("churn", 1)
+        reg.approve("churn", 1, actor="bob")
+        err = _refusal(lambda: reg.approve("churn", 1, actor="bob"))
+        assert str(err) == "bob has already decided on churn/1 in this review; approvers must be distinct"
+        assert (err.model, err.version) == ("churn", 1)
+        reg.transition("churn", 1, "production", actor="carol")
+        err = _refusal(lambda: reg.approve("churn", 1, actor="dana"))
+        assert str(err) == (
+            "churn/1 is in production; approvals and rejections are for versions under review "
+            "(development or staging); use transition or rollback"
+        )
+        assert (err.model, err.version) == ("churn", 1)
+    finally:
+        reg.close()
+
+
+def test_an_empty_approver_list_allows_nobody(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvers": []}}})
+    try:
+        _staged(reg, artifact)
+        err = _refusal(lambda: reg.approve("churn", 1, actor="bob"))
+        assert str(err) == "bob is not an approver for production; the policy allows nobody"
+    finally:
+        reg.close()
+
+
+def test_entry_refusals_name_model_version_and_every_problem(
+    backend_url: str, tmp_path: Path, artifact: Path
+) -> None:
+    policy = {
+        "stages": {"production": {"approvals": 2, "approvers": ["bob", "dana"], "gates": ["a", "b", "c"]}}
+    }
+    reg = _policy_registry(backend_url, tmp_path, policy)
+    try:
+        _staged(reg, artifact)
+        _insider_decision(reg, "mallory")  # first in the round, and not on the list
+        reg.approve("churn", 1, actor="bob")
+        err = _refusal(lambda: reg.transition("churn", 1, "production", actor="carol"))
+        assert isinstance(err, ApprovalRequired) and (err.model, err.version) == ("churn", 1)
+        assert str(err).endswith("it has 1 (bob)")
+        reg.approve("churn", 1, actor="dana")
+        reg.add_evidence("churn", 1, gate="a", passed=False, actor="ci")
+        reg.add_evidence("churn", 1, gate="b", passed=False, actor="ci")
+        err = _refusal(lambda: reg.transition("churn", 1, "production", actor="carol"))
+        assert isinstance(err, GateFailed) and (err.model, err.version) == ("churn", 1)
+        assert str(err) == "churn/1 cannot enter production: required gates failed: a, b; missing: c"
+        assert _promotion_approvers_after(reg, ["a", "b", "c"]) == ["bob", "dana"]
+    finally:
+        reg.close()
+
+
+def _promotion_approvers_after(reg: Registry, gates: list[str]) -> list[str]:
+    for gate in gates:
+        reg.add_evidence("churn", 1, gate=gate, passed=True, actor="ci")
+    reg.transition("churn", 1, "production", actor="carol")
+    return _promotion_approvers(reg, 1)
+
+
+def test_evidence_of_another_version_does_not_count(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"gates": ["data"]}}})
+    try:
+        _staged(reg, artifact)
+        reg.add_evidence("churn", 1, gate="data", passed=True, actor="ci")
+        _staged(reg, artifact)
+        reg.approve("churn", 2, actor="bob")
+        err = _refusal(lambda: reg.transition("churn", 2, "production", actor="carol"))
+        assert str(err) == "churn/2 cannot enter production: required gates missing: data"
+    finally:
+        reg.close()
+
+
+# --- rollback: what may be restored ----------------------------------------------------------
+
+
+def _to_production(reg: Registry, version: int) -> None:
+    reg.transition("churn", version, "staging", actor="carol")
+    reg.approve("churn", version, actor="bob")
+    reg.transition("churn", version, "production", actor="carol")
+
+
+def test_rollback_skips_a_version_rejected_after_it_left_production(
+    registry: Registry, artifact: Path
+) -> None:
+    for _ in range(2):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)  # churn/1 leaves production
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.reject("churn", 1, reason="leaks labels", actor="dana")
+    registry.transition("churn", 1, "archived", actor="carol")
+    err = _refusal(lambda: registry.rollback("churn", reason="drift", actor="ops"))
+    assert str(err) == (
+        "churn/2: no earlier production version may be restored "
+        "(skipped version 1: dana rejected it after it left production)"
+    )
+    assert (err.model, err.version) == ("churn", 2)
+    assert registry.resolve("churn@production").version == 2
+
+
+def test_a_review_after_leaving_production_that_is_not_a_rejection_keeps_it_restorable(
+    registry: Registry, artifact: Path
+) -> None:
+    for _ in range(2):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.approve("churn", 1, actor="erin")  # an approval, not a rejection
+    registry.transition("churn", 1, "archived", actor="carol")
+    result = registry.rollback("churn", reason="drift", actor="ops")
+    assert (result.demoted, result.restored) == (2, 1)
+
+
+def test_a_rejection_before_the_last_time_it_left_production_is_forgiven(
+    registry: Registry, artifact: Path
+) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)  # 1 leaves production the first time
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.reject("churn", 1, reason="not yet", actor="dana")  # back to development
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.approve("churn", 1, actor="bob")
+    registry.transition("churn", 1, "production", actor="carol")  # 1 is back; 2 archived
+    _to_production(registry, 3)  # 1 leaves production the second time
+    result = registry.rollback("churn", reason="drift", actor="ops")
+    assert (result.demoted, result.restored) == (3, 1)
+
+
+def test_rollback_lists_each_skipped_version_once(registry: Registry, artifact: Path) -> None:
+    for _ in range(2):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)
+    registry.rollback("churn", reason="bad", actor="ops")  # 2 rolled back, 1 restored
+    registry.transition("churn", 2, "staging", actor="carol")
+    registry.approve("churn", 2, actor="erin")
+    registry.transition("churn", 2, "production", actor="carol")  # 2 back by fresh approval
+    registry.rollback("churn", reason="bad again", actor="ops")  # 1 restored again, 2 rolled back
+    err = _refusal(lambda: registry.rollback("churn", reason="third", actor="ops"))
+    assert str(err) == (
+        "churn/1: no earlier production version may be restored (skipped version 2: it was rolled back)"
+    )
+    assert (err.model, err.version) == ("churn", 1)
+
+
+def test_rollback_without_production_names_the_model(registry: Registry, artifact: Path) -> None:
+    registry.register("churn", artifact, actor="alice")
+    err = _refusal(lambda: registry.rollback("churn", reason="drift", actor="ops"))
+    assert str(err) == "churn has no version in production to roll back"
+    assert err.model == "churn"
+
+
+def test_rollback_target_must_satisfy_the_current_policy(
+    backend_url: str, tmp_path: Path, artifact: Path
+) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {})
+    try:
+        for _ in range(2):
+            reg.register("churn", artifact, actor="alice")
+        _to_production(reg, 1)
+        reg.transition("churn", 2, "staging", actor="carol")
+        reg.approve("churn", 2, actor="bob")
+        reg.approve("churn", 2, actor="dana")
+        reg.transition("churn", 2, "production", actor="carol")
+    finally:
+        reg.close()
+    stricter = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvals": 2}}})
+    try:
+        err = _refusal(lambda: stricter.rollback("churn", reason="drift", actor="ops"))
+        assert str(err) == (
+            "churn/2: no earlier production version may be restored (skipped version 1: "
+            "the current policy needs 2 approval(s) and its promotion had 1)"
+        )
+    finally:
+        stricter.close()
+    gated = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"gates": ["data"]}}})
+    try:
+        err = _refusal(lambda: gated.rollback("churn", reason="drift", actor="ops"))
+        assert str(err) == (
+            "churn/2: no earlier production version may be restored (skipped version 1: "
+            "the current policy's required gates are not met (missing: data))"
+        )
+        gated.add_evidence("churn", 1, gate="data", passed=True, actor="ci")
+        assert gated.rollback("churn", reason="drift", actor="ops").restored == 1
+    finally:
+        gated.close()
+
+
+def test_the_lifecycle_tables_match_the_replayed_log(registry: Registry, artifact: Path) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)
+    registry.set_alias("churn", "champion", 1, actor="ops")
+    registry.set_alias("churn", "champion", 3, actor="ops")
+    registry.remove_alias("churn", "champion", actor="ops")
+    registry.transition("churn", 3, "staging", actor="carol")
+    registry.reject("churn", 3, reason="too slow", actor="dana")
+    registry.rollback("churn", reason="drift", actor="ops")
+    report = registry.verify_audit()
+    assert report.ok, report.problem
+
+
+# --- verify: what it reports ----------------------------------------------------------------
+
+
+def test_verify_counts_every_event_and_names_the_problem(chain: Registry) -> None:
+    events = chain.audit_log()
+    report = chain.verify_audit()
+    assert (report.ok, report.events, report.first_bad_seq, report.problem) == (True, len(events), None, None)
+    _edit_event(chain, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+    report = chain.verify_audit()
+    assert (report.ok, report.events, report.first_bad_seq, report.scope) == (False, 2, 2, "chain")
+    assert report.problem == "hash does not match the event's content"
+
+
+def test_edited_prev_hash_is_named_as_such(chain: Registry) -> None:
+    _edit_event(chain, f"UPDATE audit_events SET prev_hash = '{'e' * 64}' WHERE seq = 3")
+    report = chain.verify_audit()
+    assert (report.first_bad_seq, report.events, report.scope) == (3, 3, "chain")
+    assert report.problem == "prev_hash does not match the previous event's hash"
+
+
+def test_head_mismatch_names_both_ends(chain: Registry) -> None:
+    last = chain.audit_log()[-1]
+    forged = "d" * 64
+    _edit_event(chain, f"UPDATE audit_head SET hash = '{forged}'")
+    report = chain.verify_audit()
+    assert report.problem == (
+        f"chain ends at seq {last.seq} ({last.hash[:12]}), head says {last.seq} ({forged[:12]})"
+    )
+
+
+def _edit_event(reg: Registry, statement: str, **params: object) -> None:
+    with reg.db.engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+
+
+def test_payload_stored_in_another_json_layout_still_verifies(chain: Registry) -> None:
+    import json
+
+    event = chain.audit_log()[1]
+    relaid = json.dumps(event.payload, indent=2, ensure_ascii=True)  # same JSON, other text
+    assert relaid != canonical(event.payload).decode()
+    _edit_event(chain, "UPDATE audit_events SET payload = :p WHERE seq = :s", p=relaid, s=event.seq)
+    report = chain.verify_audit()
+    assert report.ok and report.events == len(chain.audit_log()), report.problem
+    changed = dict(event.payload, forged=True)
+    _edit_event(
+        chain,
+        "UPDATE audit_events SET payload = :p WHERE seq = :s",
+        p=json.dumps(changed, indent=2),
+        s=event.seq,
+    )
+    report = chain.verify_audit()
+    assert (report.ok, report.first_bad_seq) == (False, event.seq)
+    assert report.problem == "hash does not match the event's content"
+
+
+def test_a_payload_that_is_not_json_is_reported_not_raised(chain: Registry) -> None:
+    if chain.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL refuses text that is not JSON in a JSON column")
+    _edit_event(chain, "UPDATE audit_events SET payload = 'not json' WHERE seq = 2")
+    report = chain.verify_audit()
+    assert (report.ok, report.first_bad_seq, report.events) == (False, 2, 2)
+    assert (report.problem or "").startswith("event cannot be canonicalized: ")
+
+
+def test_a_self_consistent_forged_event_fails_replay(chain: Registry) -> None:
+    import json
+
+    last = chain.audit_log()[-1]
+    body = {
+        "seq": last.seq + 1,
+        "at": last.at.isoformat(timespec="microseconds"),
+        "actor": "mallory",
+        "db_user": None,
+        "action": "version.promoted",
+        "model": "churn",
+        "version": 7,
+        "payload": {"to": "production"},
+    }
+    forged = hashlib.sha256(last.hash.encode() + canonical(body)).hexdigest()
+    at = last.at.replace(tzinfo=None) if chain.db.dialect == "sqlite" else last.at
+    _edit_event(
+        chain,
+        "INSERT INTO audit_events (seq, at, actor, action, model, version, payload, prev_hash, hash) "
+        "VALUES (:s, :at, 'mallory', 'version.promoted', 'churn', 7, :p, :ph, :h)",
+        s=last.seq + 1,
+        at=at,
+        p=json.dumps(body["payload"]),
+        ph=last.hash,
+        h=forged,
+    )
+    _edit_event(chain, "UPDATE audit_head SET seq = :s, hash = :h", s=last.seq + 1, h=forged)
+    report = chain.verify_audit()
+    assert (report.ok, report.first_bad_seq, report.events) == (False, last.seq + 1, last.seq + 1)
+    assert (report.problem or "").startswith(f"event {last.seq + 1} (version.promoted) cannot be replayed")
+
+
+def test_rows_written_around_the_api_fail_the_state_check(registry: Registry, artifact: Path) -> None:
+    from registry.errors import AuditChainBroken
+
+    _staged(registry, artifact)
+    events = len(registry.audit_log())
+    assert registry.verify_audit().ok
+    _insider_decision(registry, "bob")
+    report = registry.verify_audit()
+    assert (report.ok, report.events, report.scope, report.first_bad_seq) == (False, events, "state", None)
+    assert "approvals" in (report.problem or "") and "bob" in (report.problem or "")
+    with pytest.raises(AuditChainBroken):
+        registry.verify_audit(raise_on_error=True)
+
+
+def test_record_refuses_every_reserved_namespace_and_action(registry: Registry) -> None:
+    from registry.errors import InvalidInput
+
+    for action in (
+        "version.promoted",
+        "alias.set",
+        "policy.recorded",
+        "model.rolled_back",
+        "model.registered",
+    ):
+        with pytest.raises(InvalidInput) as err:
+            registry.record(action, actor="ops")
+        assert err.value.field == "action"
+        assert (
+            str(err.value)
+            == f"action: {action} is in the registry's own namespace; custom events use custom."
+        )
+    event = registry.record("model.deployed", model="churn", actor="ops", payload={"to": "serving"})
+    assert event.action == "model.deployed" and registry.verify_audit().ok
