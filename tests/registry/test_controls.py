@@ -665,3 +665,55 @@ def test_record_refuses_every_reserved_namespace_and_action(registry: Registry) 
         )
     event = registry.record("model.deployed", model="churn", actor="ops", payload={"to": "serving"})
     assert event.action == "model.deployed" and registry.verify_audit().ok
+
+
+# --- pickle stays behind two opt-ins, and each refusal says which one is missing ----------------
+
+
+def test_pickle_refusals_name_the_missing_opt_in(backend_url: str, tmp_path: Path) -> None:
+    from registry.errors import UnsafeModel
+
+    plain = Registry(url=backend_url, artifact_root=str(tmp_path / "art"), policy=Policy())
+    try:
+        with pytest.raises(UnsafeModel) as err:
+            plain.register_model("churn", _fitted(1), actor="alice", allow_pickle=True)
+        assert str(err.value) == (
+            "raw pickle runs arbitrary code; it needs both opt-ins, missing: policy allow_pickle"
+        )
+        assert (err.value.model, err.value.version, err.value.reason) == ("churn", None, "pickle")
+    finally:
+        plain.close()
+    opted = Registry(url=backend_url, artifact_root=str(tmp_path / "art"), policy=Policy(allow_pickle=True))
+    try:
+        v = opted.register_model("churn", _fitted(1), actor="alice", allow_pickle=True)
+        assert (v.version, v.registered_by, v.artifact.format) == (1, "alice", "pickle")
+        with pytest.raises(UnsafeModel) as err:
+            opted.load_model("churn/1")
+        assert str(err.value) == (
+            "churn/1: raw pickle runs arbitrary code; it needs both opt-ins, missing: allow_pickle=True"
+        )
+        assert (err.value.model, err.value.version, err.value.reason) == ("churn", 1, "pickle")
+    finally:
+        opted.close()
+
+
+def test_joblib_files_load_with_joblib(backend_url: str, tmp_path: Path) -> None:
+    import joblib
+
+    model = _fitted(3)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    reg = Registry(url=backend_url, artifact_root=str(tmp_path / "art"), policy=Policy(allow_pickle=True))
+    try:
+        reg.register("churn", path, actor="alice", artifact_format="joblib")
+        loaded = reg.load_model("churn/1", allow_pickle=True, actor="ops")
+        np.testing.assert_array_equal(loaded.coef_, model.coef_)
+        opted_in = [e for e in reg.audit_log() if e.action == "model.pickle_loaded"]
+        assert [(e.actor, e.payload["format"]) for e in opted_in] == [("ops", "joblib")]
+    finally:
+        reg.close()
+
+
+def test_register_model_records_the_given_registrant(registry: Registry) -> None:
+    v = registry.register_model("churn", _fitted(1), actor="alice", metrics={"auc": 0.7})
+    assert (v.registered_by, v.metrics, v.artifact.format) == ("alice", {"auc": 0.7}, "skops")
