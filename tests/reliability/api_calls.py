@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from registry.entities import CodeRef, DatasetRef, Lineage
+from registry.entities import CodeRef, DatasetRef, Lineage, RunRef
 from tests.reliability import strategies as s
 
 SEED_MODEL = "churn"
@@ -139,6 +139,8 @@ _valid = {
     "tags": st.dictionaries(_plain.filter(bool), _plain, max_size=2),
     "uri": st.just("s3://bucket/train.csv"),
     "commit": st.just("abc1234"),
+    "run": st.just(None),
+    "rows": st.just(100),
 }
 
 
@@ -162,15 +164,19 @@ def register_calls(draw: st.DrawFn, paths: Paths) -> Call:
         "commit", st.one_of(st.none(), st.sampled_from(["a\x00b", "\u200b" * 3, "x" * 100, "\udcff"]))
     )
     uri = pick("uri", st.one_of(st.sampled_from(["data\x00.csv", "", "a\udcffb"]), st.text(max_size=10)))
+    run = pick("run", st.one_of(st.none(), st.sampled_from(["r1", "x" * 100, "a\x00", "\udcff", "y" * 300])))
+    rows = pick("rows", st.sampled_from([None, 0, 2**31, 2**63, 10**20]))
     path = draw(st.one_of(st.just("fresh"), st.just("fresh"), st.sampled_from(paths.hostile())))
     artifact = str(paths.fresh_file()) if path == "fresh" else path
     lineage = Lineage(
-        datasets=[DatasetRef(role="train", uri=uri)], code=CodeRef(repo="git@x:y", commit=commit)
+        datasets=[DatasetRef(role="train", uri=uri, rows=rows)],
+        code=CodeRef(repo="git@x:y", commit=commit),
+        run=RunRef(flow_run_id=run, flow_name=run),
     )
     refuse = _common(name, actor) + _metrics(metrics) + _mapping("params", params) + _mapping("tags", tags)
     if not is_regular(artifact):
         refuse.append("artifact")
-    if s.holds_nul_or_nonfinite([uri, commit]):
+    if s.holds_nul_or_nonfinite([uri, commit, run]):
         refuse.append("lineage")
     kwargs = {"actor": actor, "metrics": metrics, "params": params, "tags": tags, "lineage": lineage}
     return Call("register", (name, artifact), kwargs, refuse)
