@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,16 @@ def fuzz_settings(share: float, minimum: int = 10) -> settings:
         print_blob=True,
         suppress_health_check=list(HealthCheck),
     )
+
+
+@contextmanager
+def counted(label: str) -> Iterator[list[int]]:
+    """Count the examples a test ran (shrinking included) and print it, pass or fail."""
+    box, start = [0], time.monotonic()
+    try:
+        yield box
+    finally:
+        print(f"fuzz {label}: {box[0]} examples in {time.monotonic() - start:.1f}s")
 
 
 def _open(url: str, root: Path) -> Registry:
@@ -108,11 +120,13 @@ def test_fuzz_api_sqlite(sqlite_registry: Registry, paths: Paths) -> None:
     @fuzz_settings(0.45)
     @given(calls=st.lists(api_calls(paths), min_size=1, max_size=3))
     def run(calls: list[Call]) -> None:
+        box[0] += 1
         for call in calls:
             note(repr(call))
             apply(sqlite_registry, call)
 
-    run()
+    with counted("api on SQLite") as box:
+        run()
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +151,14 @@ def test_fuzz_backends_agree(twin_registries: tuple[Registry, Registry], paths: 
     @fuzz_settings(0.1, minimum=30)
     @given(calls=st.lists(api_calls(paths), min_size=1, max_size=2))
     def run(calls: list[Call]) -> None:
+        box[0] += 1
         for call in calls:
             note(repr(call))
             on_lite, on_pg = apply(lite, call), apply(pg, call)
             assert on_lite == on_pg, f"{call!r}: SQLite says {on_lite}, PostgreSQL says {on_pg}"
 
-    run()
+    with counted("backends agree") as box:
+        run()
 
 
 # --- the command line ----------------------------------------------------------------------
@@ -184,6 +200,7 @@ def test_fuzz_cli(cli_registry: Registry, paths: Paths) -> None:
     @fuzz_settings(0.35)
     @given(args=cli_args(paths))
     def run(args: list[str]) -> None:
+        box[0] += 1
         note(f"govflow {args!r}")
         code = check_cli(cli_registry, args)
         named = args[1] if args[0] in ("register", "transition", "approve", "reject", "rollback") else None
@@ -193,7 +210,8 @@ def test_fuzz_cli(cli_registry: Registry, paths: Paths) -> None:
             actor = args[args.index("--actor") + 1]
             assert not s.must_refuse_actor(actor), f"govflow {args!r} accepted the actor {actor!r}"
 
-    run()
+    with counted("cli") as box:
+        run()
 
 
 # --- policy files ----------------------------------------------------------------------------
@@ -206,6 +224,7 @@ def test_fuzz_policy_files(fuzz_home: Path) -> None:
     @fuzz_settings(0.1)
     @given(spec=s.policy_files)
     def run(spec: tuple[str, bytes]) -> None:
+        box[0] += 1
         suffix, data = spec
         path = folder / f"policy.{suffix}" if suffix else folder / "policy"
         path.write_bytes(data)
@@ -227,4 +246,5 @@ def test_fuzz_policy_files(fuzz_home: Path) -> None:
             lines = result.err.splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: "), f"{data!r}: stderr {result.err!r}"
 
-    run()
+    with counted("policy files") as box:
+        run()
