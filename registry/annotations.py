@@ -17,6 +17,13 @@ from registry.errors import InvalidInput, Refused
 from registry.validate import check_actor, check_json, check_name, check_version
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 class Annotations(RegistryBase):
     """Aliases (with history) and append-only evidence."""
 
@@ -75,9 +82,7 @@ class Annotations(RegistryBase):
         numbers: dict[str, float | None] = {}
         for label, number in (("value", value), ("threshold", threshold)):
             if number is not None and (
-                isinstance(number, bool)
-                or not isinstance(number, int | float)
-                or not math.isfinite(float(number))
+                isinstance(number, bool) or not isinstance(number, int | float) or not _finite(number)
             ):
                 raise InvalidInput(f"{label}: {number!r} is not a finite number", field=label)
             numbers[label] = None if number is None else float(number)

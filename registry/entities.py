@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from registry.stages import Stage
 from registry.validate import NAME_RE, check_json, check_name  # noqa: F401  (re-exported)
@@ -32,10 +32,10 @@ class DatasetRef(_Frozen):
 
     role: DatasetRole = Field(description="train, eval or reference.")
     uri: str = Field(description="Where the data was read from.")
-    sha256: str | None = Field(default=None, description="sha256 of the data file's bytes.")
-    rows: int | None = Field(default=None, ge=0, description="Row count.")
+    sha256: str | None = Field(default=None, max_length=64, description="sha256 of the data file's bytes.")
+    rows: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Row count.")
     schema_fingerprint: str | None = Field(
-        default=None, description="sha256 of the sorted column:dtype list."
+        default=None, max_length=64, description="sha256 of the sorted column:dtype list."
     )
 
 
@@ -43,15 +43,15 @@ class CodeRef(_Frozen):
     """The code a version was built from."""
 
     repo: str | None = Field(default=None, description="Repository URL or path.")
-    commit: str | None = Field(default=None, description="Git commit SHA.")
+    commit: str | None = Field(default=None, max_length=64, description="Git commit SHA.")
     dirty: bool = Field(default=False, description="Whether the work tree had local changes.")
 
 
 class RunRef(_Frozen):
     """The orchestration run that produced a version."""
 
-    flow_run_id: str | None = Field(default=None, description="Prefect flow-run id.")
-    flow_name: str | None = Field(default=None, description="Prefect flow name.")
+    flow_run_id: str | None = Field(default=None, max_length=64, description="Prefect flow-run id.")
+    flow_name: str | None = Field(default=None, max_length=256, description="Prefect flow name.")
 
 
 class Lineage(_Frozen):
@@ -117,18 +117,22 @@ class VersionSpec(BaseModel):
 
     @field_validator("params", "tags", mode="before")
     @classmethod
-    def _string_keys(cls, value: Any) -> Any:
+    def _string_keys(cls, value: Any, info: ValidationInfo) -> Any:
         from registry.errors import InvalidInput
 
         if isinstance(value, dict):
             for key in value:
                 if not isinstance(key, str) or not key:
-                    raise InvalidInput(f"key {key!r} must be a non-empty string", field="params/tags")
+                    raise InvalidInput(
+                        f"{info.field_name}: key {key!r} must be a non-empty string",
+                        field=str(info.field_name),
+                    )
         return value
 
     @model_validator(mode="after")
     def _same_on_every_backend(self) -> VersionSpec:
         # SQLite would keep NaN and NUL that PostgreSQL refuses; refuse them on both.
+        check_json(self.metrics, "metrics")
         check_json(self.params, "params")
         check_json(self.tags, "tags")
         check_json(self.drift_reference, "drift_reference")

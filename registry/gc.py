@@ -60,6 +60,8 @@ def parse_duration(text: str) -> timedelta:
         ) from None
     if value < 0 or value != value:
         raise InvalidInput(f"--older-than: {text!r} must not be negative", field="older_than")
+    if value * units[unit] > 100 * 365 * 86400:
+        raise InvalidInput(f"--older-than: {text!r} is more than 100 years", field="older_than")
     return timedelta(seconds=value * units[unit])
 
 

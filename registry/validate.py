@@ -16,6 +16,7 @@ from registry.errors import InvalidInput
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 MAX_VERSION = 2**31 - 1
+MAX_JSON_INT = 2**63 - 1
 # Unicode categories refused in identifiers: control, format (zero-width), separators other
 # than the plain space, surrogates, private use and unassigned.
 _BAD_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -80,14 +81,23 @@ def parse_version(text: str, field: str = "version") -> int:
     return check_version(int(text), field)
 
 
+def _bad_string(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(f"{field}: contains a NUL character", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: what bytes that are not UTF-8 turn into on a command line.
+        raise InvalidInput(f"{field}: is not valid Unicode text (a lone surrogate)", field=field) from None
+
+
 def check_text(value: Any, field: str) -> str | None:
-    """Free text (a reason, a description): a string without NUL characters, or None."""
+    """Free text (a reason, a description): valid Unicode without NUL characters, or None."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"{field}: {value!r} must be a string", field=field)
-    if "\x00" in value:
-        raise InvalidInput(f"{field}: contains a NUL character", field=field)
+    _bad_string(value, field)
     return value
 
 
@@ -99,8 +109,10 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
         if not math.isfinite(value):
             raise InvalidInput(f"{field}: {value!r} is not a finite number", field=field)
     elif isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidInput(f"{field}: contains a NUL character", field=field)
+        _bad_string(value, field)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+            raise InvalidInput(f"{field}: {value} is beyond 64-bit integers", field=field)
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not key:

@@ -242,3 +242,42 @@ def test_look_alike_actors_are_the_same_person(backend_url: str, tmp_path: Path,
     with pytest.raises(ApprovalRequired, match="it has 1"):
         reg.transition("m", 1, "production", actor="bob")
     reg.close()
+
+
+def test_values_the_fuzzers_found(staged: Registry, artifact: Path) -> None:
+    before = _counts(staged)
+    cases = [
+        (lambda: staged.register("m", artifact, actor="a", tags={"k": "\udcff"}), "tags.k"),
+        (lambda: staged.register("m", artifact, actor="a", params={"k": 10**30}), "params.k"),
+        (lambda: staged.register("m", artifact, actor="a", params={"": 1}), "params"),
+        (lambda: staged.register("m", artifact, actor="a", tags={"": "x"}), "tags"),
+        (
+            lambda: staged.register("m", artifact, actor="a", lineage={"code": {"commit": "c" * 100}}),
+            "lineage.code.commit",
+        ),
+        (
+            lambda: staged.register("m", artifact, actor="a", lineage={"run": {"flow_name": "f" * 300}}),
+            "lineage.run.flow_name",
+        ),
+        (
+            lambda: staged.register(
+                "m",
+                artifact,
+                actor="a",
+                lineage={"datasets": [{"role": "train", "uri": "d", "rows": 10**20}]},
+            ),
+            "lineage.datasets.0.rows",
+        ),
+        (lambda: staged.add_evidence("m", 1, gate="g", passed=True, value=10**400, actor="ci"), "value"),
+        (lambda: staged.reject("m", 1, actor="bob", reason="bad \udcff"), "reason"),
+    ]
+    for call, field in cases:
+        with pytest.raises(InvalidInput) as err:
+            call()
+        assert err.value.field == field, (field, err.value)
+        assert field.split(".")[0] in str(err.value)
+    assert _counts(staged) == before
+    from registry.gc import parse_duration
+
+    with pytest.raises(InvalidInput, match="older-than"):
+        parse_duration("1e999d")
