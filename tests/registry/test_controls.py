@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from registry import Policy, Registry, Stage, serialization
 from registry.audit import canonical
-from registry.errors import ApprovalRequired, DigestMismatch, GateFailed
+from registry.errors import ApprovalRequired, ArtifactNotFound, DigestMismatch, GateFailed
 
 # An approval row written straight into the database, as a DBA or a compromised job could.
 _INSIDER_DECISION = sa.text(
@@ -219,6 +219,17 @@ def test_tampered_cache_file_is_never_loaded(registry: Registry, tmp_path: Path)
     np.testing.assert_array_equal(again.coef_, genuine.coef_)
     assert not np.array_equal(again.coef_, other.coef_)
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == v.artifact.sha256
+
+
+def test_a_verified_cached_file_serves_without_the_store(registry: Registry, tmp_path: Path) -> None:
+    genuine = _fitted(1)
+    v = registry.register_model("churn", genuine, actor="alice")
+    cache = tmp_path / "cache"
+    registry.load_model("churn/1", cache_dir=cache)
+    Path(v.artifact.uri.removeprefix("file://")).unlink()  # the store lost the blob
+    np.testing.assert_array_equal(registry.load_model("churn/1", cache_dir=cache).coef_, genuine.coef_)
+    with pytest.raises(ArtifactNotFound):
+        registry.load_model("churn/1")  # without the cache, the loss shows
 
 
 def test_tampered_cache_and_store_raise_digest_mismatch(registry: Registry, tmp_path: Path) -> None:
@@ -705,11 +716,13 @@ def test_joblib_files_load_with_joblib(backend_url: str, tmp_path: Path) -> None
     joblib.dump(model, path)
     reg = Registry(url=backend_url, artifact_root=str(tmp_path / "art"), policy=Policy(allow_pickle=True))
     try:
-        reg.register("churn", path, actor="alice", artifact_format="joblib")
+        v = reg.register("churn", path, actor="alice", artifact_format="joblib")
         loaded = reg.load_model("churn/1", allow_pickle=True, actor="ops")
         np.testing.assert_array_equal(loaded.coef_, model.coef_)
         opted_in = [e for e in reg.audit_log() if e.action == "model.pickle_loaded"]
-        assert [(e.actor, e.payload["format"]) for e in opted_in] == [("ops", "joblib")]
+        assert [(e.actor, e.model, e.version, e.payload) for e in opted_in] == [
+            ("ops", "churn", 1, {"ref": "churn/1", "sha256": v.artifact.sha256, "format": "joblib"})
+        ]
     finally:
         reg.close()
 
