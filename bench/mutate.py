@@ -86,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     log = work / "mutmut.log"
     print(f"mutate: {', '.join(files)} at {ref[:12]} in {work} (log {log})", file=sys.stderr, flush=True)
+    # mutmut forks each mutant's test run from a process that already ran the suite; a BLAS or
+    # OpenMP thread pool started there deadlocks in the child, which would read as a timeout.
+    env = os.environ | {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     with open(log, "w") as out:
         rc = subprocess.call(
             [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
             cwd=work,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
