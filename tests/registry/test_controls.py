@@ -1,7 +1,9 @@
-"""Controls under insider attack: rows written around the API must not satisfy the policy, and
-edits to the audit chain or the model cache must be caught (DESIGN invariants 4, 5, 7).
+"""The governance controls, pinned: rows written around the API must not satisfy the policy;
+edits to the audit chain, the tables or the model cache must be caught; every refusal names the
+version and the rule (DESIGN invariants 4-8, 12, 14, 15).
 
-Each test stands for a one-line break of a control that the rest of the suite once let through.
+Each test pins behaviour that a one-line change of registry/ (a mutant, ``make mutate``) would
+break and that the rest of the suite let through.
 """
 
 from __future__ import annotations
@@ -387,12 +389,12 @@ def test_entry_refusals_name_model_version_and_every_problem(
         err = _refusal(lambda: reg.transition("churn", 1, "production", actor="carol"))
         assert isinstance(err, GateFailed) and (err.model, err.version) == ("churn", 1)
         assert str(err) == "churn/1 cannot enter production: required gates failed: a, b; missing: c"
-        assert _promotion_approvers_after(reg, ["a", "b", "c"]) == ["bob", "dana"]
+        assert _pass_gates_and_promote(reg, ["a", "b", "c"]) == ["bob", "dana"]
     finally:
         reg.close()
 
 
-def _promotion_approvers_after(reg: Registry, gates: list[str]) -> list[str]:
+def _pass_gates_and_promote(reg: Registry, gates: list[str]) -> list[str]:
     for gate in gates:
         reg.add_evidence("churn", 1, gate=gate, passed=True, actor="ci")
     reg.transition("churn", 1, "production", actor="carol")
