@@ -145,6 +145,13 @@ def twin_registries(pg_server: str, fuzz_home: Path, paths: Paths) -> Iterator[t
         drop_pg_database(pg_server, pg_url)
 
 
+def _stored(reg: Registry, name: str) -> dict:
+    """What the newest version of ``name`` holds, as the API returns it."""
+    newest = reg.versions(name)[0]
+    full = reg.get_version(name, newest.version)
+    return full.model_dump(mode="json", include={"version", "params", "metrics", "tags", "lineage"})
+
+
 def test_fuzz_backends_agree(twin_registries: tuple[Registry, Registry], paths: Paths) -> None:
     lite, pg = twin_registries
 
@@ -156,6 +163,9 @@ def test_fuzz_backends_agree(twin_registries: tuple[Registry, Registry], paths: 
             note(repr(call))
             on_lite, on_pg = apply(lite, call), apply(pg, call)
             assert on_lite == on_pg, f"{call!r}: SQLite says {on_lite}, PostgreSQL says {on_pg}"
+            if on_lite == "ok" and call.method == "register":
+                stored = [_stored(reg, call.args[0]) for reg in (lite, pg)]
+                assert stored[0] == stored[1], f"{call!r}: SQLite stored {stored[0]}, PostgreSQL {stored[1]}"
 
     with counted("backends agree") as box:
         run()
