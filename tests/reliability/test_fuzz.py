@@ -40,6 +40,10 @@ from tests.reliability.snapshot import seed_registry, snapshot
 
 TOTAL = int(os.environ.get("GOVFLOW_FUZZ_EXAMPLES", "300"))
 CI = os.environ.get("CI", "").lower() == "true"
+# Failures found locally are replayed first next time; under CI every run is the same one.
+EXAMPLES_DB = (
+    None if CI else DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "govflow-hypothesis")
+)
 
 
 def fuzz_settings(share: float, minimum: int = 10) -> settings:
@@ -48,9 +52,7 @@ def fuzz_settings(share: float, minimum: int = 10) -> settings:
         max_examples=max(minimum, int(TOTAL * share)),
         deadline=None,
         derandomize=CI,
-        database=None
-        if CI
-        else DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "govflow-hypothesis"),
+        database=EXAMPLES_DB,
         print_blob=True,
         suppress_health_check=list(HealthCheck),
     )
