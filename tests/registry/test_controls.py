@@ -732,3 +732,65 @@ def test_joblib_files_load_with_joblib(backend_url: str, tmp_path: Path) -> None
 def test_register_model_records_the_given_registrant(registry: Registry) -> None:
     v = registry.register_model("churn", _fitted(1), actor="alice", metrics={"auc": 0.7})
     assert (v.registered_by, v.metrics, v.artifact.format) == ("alice", {"auc": 0.7}, "skops")
+
+
+# --- serialization refusals name the field -------------------------------------------------------
+
+
+class _Homemade:
+    """A type outside the skops allowlist."""
+
+    def __init__(self) -> None:
+        self.weights = [1.0, 2.0]
+
+
+def test_saving_refuses_what_cannot_be_written(tmp_path: Path) -> None:
+    from registry.errors import InvalidInput
+
+    with open(tmp_path / "handle.txt", "w") as handle:
+        for fmt, start in (
+            ("skops", "estimator: skops cannot serialize TextIOWrapper: "),
+            ("pickle", "estimator: cannot pickle TextIOWrapper: "),
+        ):
+            with pytest.raises(InvalidInput) as err:
+                serialization.save(handle, tmp_path / f"m.{fmt}", fmt)
+            assert err.value.field == "estimator" and str(err.value).startswith(start)
+    with pytest.raises(InvalidInput) as err:
+        serialization.save(_fitted(1), tmp_path / "m.onnx", "onnx")
+    assert (err.value.field, str(err.value)) == ("format", "format: 'onnx' is not one of skops, pickle")
+    with pytest.raises(InvalidInput) as err:
+        serialization.check_loadable("onnx")
+    assert err.value.field == "artifact_format"
+    assert str(err.value) == "format: 'onnx' is not a model format that can be loaded (skops, pickle, joblib)"
+
+
+def test_loading_pickle_directly_still_needs_the_callers_opt_in(tmp_path: Path) -> None:
+    import pickle
+
+    from registry.errors import UnsafeModel
+
+    path = tmp_path / "m.pickle"
+    model = _fitted(1)
+    assert serialization.save(model, path, "pickle") == "pickle"
+    assert pickle.loads(path.read_bytes()).coef_.tolist() == model.coef_.tolist()
+    with pytest.raises(UnsafeModel, match="missing: allow_pickle=True$"):
+        serialization.load(path, "pickle", policy=Policy(allow_pickle=True))
+    loaded = serialization.load(path, "pickle", policy=Policy(allow_pickle=True), allow_pickle=True)
+    np.testing.assert_array_equal(loaded.coef_, model.coef_)
+
+
+def test_untrusted_skops_types_are_named_with_the_way_out(tmp_path: Path) -> None:
+    from registry.errors import UnsafeModel
+
+    path = tmp_path / "homemade.skops"
+    serialization.save(_Homemade(), path)
+    name = f"{_Homemade.__module__}.{_Homemade.__qualname__}"
+    with pytest.raises(UnsafeModel) as err:
+        serialization.load(path, "skops", policy=Policy())
+    assert str(err.value) == (
+        f"homemade.skops: untrusted types {name}; add them to the policy's trusted_types "
+        "only if you trust their code"
+    )
+    assert err.value.reason == "untrusted types" and err.value.fields["types"] == [name]
+    loaded = serialization.load(path, "skops", policy=Policy(trusted_types=[name]))
+    assert loaded.weights == [1.0, 2.0]
