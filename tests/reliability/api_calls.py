@@ -305,3 +305,36 @@ def api_calls(paths: Paths) -> st.SearchStrategy[Call]:
         record_calls(),
         read_calls(),
     )
+
+
+def known_cases(paths: Paths) -> list[Call]:
+    """Inputs that broke the registry once, or that the design names: always tried first."""
+    lineage = {"datasets": [{"role": "train", "uri": "s3://b/k.csv"}]}
+
+    def register(refuse: str, name: str = SEED_MODEL, **kwargs: Any) -> Call:
+        kwargs.setdefault("lineage", lineage)
+        return Call("register", (name, str(paths.fresh_file())), {"actor": "alice", **kwargs}, [refuse])
+
+    return [
+        register("name", name="churn\n"),
+        register("name", name="ch\u200burn"),
+        register("actor", actor="alice\u2060"),
+        register("metrics", metrics={"auc": 10**400}),
+        register("metrics", metrics={"auc": math.nan}),
+        register("params", params={"k": math.nan}),
+        register("params", params={"k": "a\x00b"}),
+        register("params", params={"": 1}),
+        register("tags", tags={"k": "a\udcffb"}),
+        register("lineage", lineage={"code": {"commit": "a\x00b"}}),
+        register("lineage", lineage={"datasets": [{"role": "train", "uri": "u", "rows": 10**20}]}),
+        register("lineage", lineage={"code": {"commit": "x" * 100}}),
+        register("params", params={"k": 10**30}),
+        Call("approve", (SEED_MODEL, "1"), {"actor": "bob"}, ["version"]),
+        Call("approve", (SEED_MODEL, True), {"actor": "bob"}, ["version"]),
+        Call("transition", (SEED_MODEL, 1.0, "archived"), {"actor": "alice"}, ["version"]),
+        Call("get_version", (SEED_MODEL, 2**63), {}, ["version"]),
+        Call("get", (f"{SEED_MODEL}/{10**30}",), {}, []),
+        Call("add_evidence", (SEED_MODEL, 1), {"gate": "g", "passed": "no", "actor": "bob"}, ["passed"]),
+        Call("add_evidence", (SEED_MODEL, 1), {"gate": "g", "passed": True, "value": 10**400}, ["value"]),
+        Call("record", ("version.registered",), {"model": SEED_MODEL, "actor": "bob"}, ["action"]),
+    ]

@@ -108,10 +108,13 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
     max_leaves=6,
 )
-mappings = st.dictionaries(keys, json_values, max_size=4)
+# One odd value under a plain key: each class of bad number reaches the check often.
+_one_odd = st.builds(lambda v: {"k": v}, st.one_of(_odd_numbers, _text_values))
+mappings = st.one_of(st.dictionaries(keys, json_values, max_size=4), _one_odd)
 metric_maps = st.one_of(
     st.dictionaries(st.sampled_from(["auc", "f1", "loss"]), st.floats(-1e6, 1e6), max_size=3),
     st.dictionaries(keys, scalars, max_size=3),
+    _one_odd,
     st.just([("auc", 0.5)]),
 )
 tag_maps = st.one_of(

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -33,7 +33,7 @@ from registry import Policy, Registry
 from registry.errors import GovflowError, InvalidInput, PolicyError
 from tests.fixtures.backends import create_pg_database, drop_pg_database
 from tests.reliability import strategies as s
-from tests.reliability.api_calls import Call, Paths, api_calls
+from tests.reliability.api_calls import Call, Paths, api_calls, known_cases
 from tests.reliability.cli import run_cli
 from tests.reliability.cli_calls import cli_args
 from tests.reliability.snapshot import seed_registry, snapshot
@@ -112,7 +112,6 @@ def apply(reg: Registry, call: Call) -> str:
     else:
         assert not call.refuse, f"{call!r} was accepted, but must be refused for: {', '.join(call.refuse)}"
         outcome = "ok"
-    event(f"{call.method}: {outcome}")
     report = reg.verify_audit()
     assert report.ok, f"after {call!r}: verify_audit at seq {report.first_bad_seq}: {report.problem}"
     return outcome
@@ -127,6 +126,8 @@ def test_fuzz_api_sqlite(sqlite_registry: Registry, paths: Paths) -> None:
             note(repr(call))
             apply(sqlite_registry, call)
 
+    for case in known_cases(paths):
+        run = example(calls=[case])(run)
     with counted("api on SQLite") as box:
         run()
 
@@ -169,6 +170,8 @@ def test_fuzz_backends_agree(twin_registries: tuple[Registry, Registry], paths: 
                 stored = [_stored(reg, call.args[0]) for reg in (lite, pg)]
                 assert stored[0] == stored[1], f"{call!r}: SQLite stored {stored[0]}, PostgreSQL {stored[1]}"
 
+    for case in known_cases(paths):
+        run = example(calls=[case])(run)
     with counted("backends agree") as box:
         run()
 
