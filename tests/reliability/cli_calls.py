@@ -77,3 +77,20 @@ def cli_args(draw: st.DrawFn, paths: Paths) -> list[str]:
     if kind == "gc":
         return ["artifacts", "gc", "--dry-run", "--older-than", draw(durations)]
     return ["versions", name]
+
+
+def known_command_lines(paths: Paths) -> list[list[str]]:
+    """Command lines that broke the CLI once: always tried first."""
+    model = str(paths.fresh_file())
+    return [
+        ["artifacts", "gc", "--dry-run", "--older-than", "1e999d"],
+        ["register", SEED_MODEL, "--artifact", model, "--tag", "k=\udcff"],
+        ["register", SEED_MODEL, "--artifact", model, "--param", "k=\udcff"],
+        ["register", "churn\n", "--artifact", model],
+        ["register", SEED_MODEL, "--artifact", model, "--dataset", f"train={paths.fifo}"],
+        ["register", SEED_MODEL, "--artifact", "/proc/self/mem"],
+        ["transition", SEED_MODEL, "\uff11", "archived"],
+        ["show", f"{SEED_MODEL}/{10**30}"],
+        ["production-at", SEED_MODEL, "9999-12-31T23:59:59-23:59"],
+        ["approve", SEED_MODEL, "2", "--actor", "bob\u200b"],
+    ]

@@ -35,7 +35,7 @@ from tests.fixtures.backends import create_pg_database, drop_pg_database
 from tests.reliability import strategies as s
 from tests.reliability.api_calls import Call, Paths, api_calls, known_cases
 from tests.reliability.cli import run_cli
-from tests.reliability.cli_calls import cli_args
+from tests.reliability.cli_calls import cli_args, known_command_lines
 from tests.reliability.snapshot import seed_registry, snapshot
 
 TOTAL = int(os.environ.get("GOVFLOW_FUZZ_EXAMPLES", "300"))
@@ -225,6 +225,8 @@ def test_fuzz_cli(cli_registry: Registry, paths: Paths) -> None:
             actor = args[args.index("--actor") + 1]
             assert not s.must_refuse_actor(actor), f"govflow {args!r} accepted the actor {actor!r}"
 
+    for line in known_command_lines(paths):
+        run = example(args=line)(run)
     with counted("cli") as box:
         run()
 
