@@ -23,6 +23,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from registry.reports.evidence_pack import build_pack
+from registry.reports.render import write_pack
+
 WORK = Path(os.environ.get("GOVFLOW_DEMO_DIR", ".govflow/demo")).resolve()
 PIPELINE_ACTOR = "ml-pipeline"
 APPROVER = "risk-officer"
@@ -185,6 +188,8 @@ def _story(paths: dict[str, Path]) -> int:
     )
     console.print(f"production: credit-risk v{live.version}")
     console.print(f"model card: {r1['card']}")
+    pack = write_pack(build_pack(reg, "credit-risk/1"), WORK / "evidence", "html")
+    console.print(f"evidence pack: {pack}")
     reg.close()
     return 0 if report.ok else 1
 

@@ -109,7 +109,7 @@ class VersionSpec(BaseModel):
                 raise InvalidInput(f"metric {key}: {v!r} is not a number", field=f"metric {key}")
             try:
                 number = float(v)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise InvalidInput(f"metric {key}: {v!r} is not a number", field=f"metric {key}") from None
             if not math.isfinite(number):
                 raise InvalidInput(f"metric {key}: {v!r} is not finite", field=f"metric {key}")

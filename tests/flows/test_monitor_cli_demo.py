@@ -79,3 +79,9 @@ def test_make_demo_tells_the_story(tmp_path: Path) -> None:
     assert "production: credit-risk v1" in out
     card = re.search(r"model card: (\S+)", out)
     assert card and Path(card.group(1)).read_text().startswith("# Model card: credit-risk v1")
+    pack = re.search(r"evidence pack: (\S+)", out)
+    assert (
+        pack
+        and 'id="decisions"' in Path(pack.group(1)).read_text()
+        and "risk-officer" in Path(pack.group(1)).read_text()
+    )

@@ -269,6 +269,7 @@ def test_values_the_fuzzers_found(staged: Registry, artifact: Path) -> None:
             "lineage.datasets.0.rows",
         ),
         (lambda: staged.add_evidence("m", 1, gate="g", passed=True, value=10**400, actor="ci"), "value"),
+        (lambda: staged.register("m", artifact, actor="a", metrics={"auc": 10**400}), "metric auc"),
         (lambda: staged.reject("m", 1, actor="bob", reason="bad \udcff"), "reason"),
     ]
     for call, field in cases:
