@@ -11,7 +11,7 @@ from rich.table import Table
 
 from govflow.cli import app
 from govflow.cli.common import console, emit_json, fmt_time, open_registry
-from govflow.cli.registry_cmds import ActorOpt, JsonOpt
+from govflow.cli.registry_cmds import ActorOpt, JsonOpt, VersionArg
 from registry.checkpoint import (
     keygen,
     load_signing_key,
@@ -140,7 +140,7 @@ def audit_export(path: Annotated[Path, typer.Argument(help="JSONL file to write.
 def alias_set(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias: Annotated[str, typer.Argument(help="Alias, e.g. champion.")],
-    version: Annotated[int, typer.Argument(help="Version number.")],
+    version: VersionArg,
     actor: ActorOpt = None,
 ) -> None:
     """Point NAME@ALIAS at VERSION (production is managed by stages)."""
@@ -162,7 +162,7 @@ def alias_rm(
 @evidence_app.command("add")
 def evidence_add(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version number.")],
+    version: VersionArg,
     gate: Annotated[str, typer.Option("--gate", help="Gate name.")],
     passed: Annotated[bool, typer.Option("--passed/--failed", help="Outcome.")],
     value: Annotated[float | None, typer.Option("--value")] = None,

@@ -22,8 +22,20 @@ from govflow.cli.common import (
 from registry.datasets import dataset_ref
 from registry.entities import CodeRef, Lineage, ModelVersion
 from registry.errors import InvalidInput
+from registry.validate import parse_version
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _version(text: str) -> int:
+    # ASCII digits only: int() would also take "1_0" and "١".
+    try:
+        return parse_version(text)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+VersionArg = Annotated[int, typer.Argument(help="Version number.", parser=_version)]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (default: GOVFLOW_ACTOR, then OS user).")
 ]
@@ -142,7 +154,7 @@ def print_version(v: ModelVersion) -> None:
 @app.command()
 def transition(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version number.")],
+    version: VersionArg,
     stage: Annotated[str, typer.Argument(help="development|staging|production|archived")],
     reason: Annotated[str | None, typer.Option("--reason")] = None,
     actor: ActorOpt = None,
@@ -159,7 +171,7 @@ def transition(
 @app.command()
 def approve(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version number.")],
+    version: VersionArg,
     reason: Annotated[str | None, typer.Option("--reason")] = None,
     stage: Annotated[str, typer.Option("--stage", help="Target stage of the approval.")] = "production",
     actor: ActorOpt = None,
@@ -181,7 +193,7 @@ def approve(
 @app.command()
 def reject(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Version number.")],
+    version: VersionArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
     stage: Annotated[str, typer.Option("--stage", help="Target stage of the decision.")] = "production",
     actor: ActorOpt = None,

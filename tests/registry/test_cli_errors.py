@@ -225,3 +225,18 @@ def test_command_exit_codes_are_kept(home: Path) -> None:
 def test_show_refuses_odd_version_refs(home: Path, ref: str) -> None:
     line = _refused(home, "show", ref)
     assert "version" in line
+
+
+def test_cli_versions_take_ascii_digits_only(tmp_path: Path) -> None:
+    env = {**os.environ, "GOVFLOW_REGISTRY_URL": f"sqlite:///{tmp_path / 'r.db'}"}
+    for bad in ("1_0", "١", "+1", "0"):
+        done = subprocess.run(
+            [sys.executable, "-m", "govflow", "approve", "m", bad, "--actor", "bob"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, bad
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "version" in lines[0] and "not found" not in lines[0], lines
