@@ -21,10 +21,10 @@ test: install
 
 # Long profiles: the crash matrix with 100 kills per backend, the fuzzers with 10,000 examples.
 soak: install
-	GOVFLOW_SOAK_KILLS=100 $(BIN)/python -m pytest tests/reliability -k crash -p no:randomly
+	GOVFLOW_SOAK_KILLS=100 $(BIN)/python -m pytest tests/reliability -k crash --timeout=0 -s
 
 fuzz: install
-	GOVFLOW_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest tests/reliability -k fuzz
+	GOVFLOW_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest tests/reliability -k fuzz --timeout=0 -s
 
 mutate: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
