@@ -794,3 +794,156 @@ def test_untrusted_skops_types_are_named_with_the_way_out(tmp_path: Path) -> Non
     assert err.value.reason == "untrusted types" and err.value.fields["types"] == [name]
     loaded = serialization.load(path, "skops", policy=Policy(trusted_types=[name]))
     assert loaded.weights == [1.0, 2.0]
+
+
+def test_event_body_is_what_the_chain_hashes(chain: Registry) -> None:
+    from registry import audit
+
+    with chain.db.engine.connect() as conn:
+        rows = list(audit.iter_events(conn))
+    prev = audit.GENESIS
+    for row in rows:
+        body = audit.event_body(row)
+        assert set(body) == {"seq", "at", "actor", "db_user", "action", "model", "version", "payload"}
+        assert (body["seq"], body["actor"], body["action"], body["payload"]) == (
+            row.seq,
+            row.actor,
+            row.action,
+            row.payload,
+        )
+        assert audit.link_hash(prev, body) == row.hash
+        prev = row.hash
+
+
+# --- rollback: more of what may be restored -------------------------------------------------------
+
+
+def test_a_lone_production_version_has_nothing_to_restore(registry: Registry, artifact: Path) -> None:
+    registry.register("churn", artifact, actor="alice")
+    registry.register("other", artifact, actor="alice")
+    registry.register("other", artifact, actor="alice")
+    _to_production(registry, 1)
+    for v in (1, 2):  # another model's production history is not churn's
+        registry.transition("other", v, "staging", actor="carol")
+        registry.approve("other", v, actor="bob")
+        registry.transition("other", v, "production", actor="carol")
+    err = _refusal(lambda: registry.rollback("churn", reason="drift", actor="ops"))
+    assert str(err) == "churn/1: no earlier production version may be restored"
+
+
+def test_versions_that_never_reached_production_are_not_candidates(
+    registry: Registry, artifact: Path
+) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    registry.transition("churn", 2, "archived", actor="carol")  # never in production
+    _to_production(registry, 1)
+    _to_production(registry, 3)
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.reject("churn", 1, reason="stale", actor="dana")
+    registry.transition("churn", 1, "archived", actor="carol")
+    err = _refusal(lambda: registry.rollback("churn", reason="drift", actor="ops"))
+    assert str(err) == (
+        "churn/3: no earlier production version may be restored "
+        "(skipped version 1: dana rejected it after it left production)"
+    )
+
+
+def test_every_skipped_version_is_listed(registry: Registry, artifact: Path) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)
+    _to_production(registry, 3)
+    for v, who in ((1, "dana"), (2, "erin")):
+        registry.transition("churn", v, "staging", actor="carol")
+        registry.reject("churn", v, reason="stale", actor=who)
+        registry.transition("churn", v, "archived", actor="carol")
+    err = _refusal(lambda: registry.rollback("churn", reason="drift", actor="ops"))
+    assert str(err) == (
+        "churn/3: no earlier production version may be restored (skipped version 2: erin rejected it "
+        "after it left production; version 1: dana rejected it after it left production)"
+    )
+
+
+def test_a_rejection_is_measured_from_when_that_version_left_production(
+    registry: Registry, artifact: Path
+) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)  # 1 leaves production
+    registry.transition("churn", 1, "staging", actor="carol")
+    registry.reject("churn", 1, reason="stale", actor="dana")  # after 1 left
+    registry.transition("churn", 1, "archived", actor="carol")
+    _to_production(registry, 3)  # 2 leaves production, later than the rejection of 1
+    assert registry.rollback("churn", reason="bad", actor="ops").restored == 2  # 3 rolled back
+    err = _refusal(lambda: registry.rollback("churn", reason="worse", actor="ops"))
+    assert str(err) == (
+        "churn/2: no earlier production version may be restored (skipped version 3: it was rolled back; "
+        "version 1: dana rejected it after it left production)"
+    )
+
+
+def test_a_restored_version_keeps_the_approvals_of_its_promotion(registry: Registry, artifact: Path) -> None:
+    for _ in range(3):
+        registry.register("churn", artifact, actor="alice")
+    _to_production(registry, 1)
+    _to_production(registry, 2)
+    registry.rollback("churn", reason="bad", actor="ops")  # 1 back by rollback, not promotion
+    _to_production(registry, 3)
+    assert registry.rollback("churn", reason="bad", actor="ops").restored == 1
+
+
+def test_rollback_under_the_current_approver_list(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {})
+    try:
+        for _ in range(2):
+            reg.register("churn", artifact, actor="alice")
+        _to_production(reg, 1)  # approved by bob
+        _to_production(reg, 2)
+    finally:
+        reg.close()
+    listed = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvers": ["dana"]}}})
+    try:
+        err = _refusal(lambda: listed.rollback("churn", reason="drift", actor="ops"))
+        assert str(err).endswith(
+            "(skipped version 1: the current policy needs 1 approval(s) and its promotion had 0)"
+        )
+    finally:
+        listed.close()
+
+
+def test_rollback_with_zero_required_approvals(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    free = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvals": 0}}})
+    try:
+        for v in (1, 2):
+            free.register("churn", artifact, actor="alice")
+            free.transition("churn", v, "staging", actor="carol")
+            free.transition("churn", v, "production", actor="carol")  # no approval needed
+        assert free.rollback("churn", reason="drift", actor="ops").restored == 1
+    finally:
+        free.close()
+
+
+def test_rollback_names_every_gate_problem(backend_url: str, tmp_path: Path, artifact: Path) -> None:
+    reg = _policy_registry(backend_url, tmp_path, {})
+    try:
+        for _ in range(2):
+            reg.register("churn", artifact, actor="alice")
+        _to_production(reg, 1)
+        reg.add_evidence("churn", 1, gate="data", passed=False, actor="ci")
+        _to_production(reg, 2)
+    finally:
+        reg.close()
+    gated = _policy_registry(
+        backend_url, tmp_path, {"stages": {"production": {"gates": ["data", "fairness"]}}}
+    )
+    try:
+        err = _refusal(lambda: gated.rollback("churn", reason="drift", actor="ops"))
+        assert str(err).endswith(
+            "(skipped version 1: the current policy's required gates are not met "
+            "(failed: data; missing: fairness))"
+        )
+    finally:
+        gated.close()
