@@ -676,8 +676,16 @@ def test_record_refuses_every_reserved_namespace_and_action(registry: Registry) 
             str(err.value)
             == f"action: {action} is in the registry's own namespace; custom events use custom."
         )
-    event = registry.record("model.deployed", model="churn", actor="ops", payload={"to": "serving"})
-    assert event.action == "model.deployed" and registry.verify_audit().ok
+    event = registry.record(
+        "model.deployed", model="churn", version=3, actor="ops", payload={"to": "serving"}
+    )
+    assert (event.action, event.model, event.version, event.payload) == (
+        "model.deployed",
+        "churn",
+        3,
+        {"to": "serving"},
+    )
+    assert registry.audit_log()[-1] == event and registry.verify_audit().ok
 
 
 # --- pickle stays behind two opt-ins, and each refusal says which one is missing ----------------
