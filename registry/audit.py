@@ -208,6 +208,7 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     events and the head disagree.
     """
     from registry import replay as replaying
+    from registry import state_check
 
     expected_seq = 1
     prev = GENESIS
@@ -221,7 +222,7 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
         if prev_hash != prev:
             return _bad(count, seq, "prev_hash does not match the previous event's hash")
         try:
-            payload = replaying.loads(text)
+            payload = state_check.loads(text)
             iso = _iso(at)
             digest = sha256(
                 prev.encode("ascii") + _spliced(seq, iso, actor, db_user, action, model, version, text)
@@ -261,7 +262,7 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
         )
     if replay is not None:
         try:
-            problem = replaying.compare(conn, replay)
+            problem = state_check.compare(conn, replay)
         except replaying.LogInconsistent as exc:
             return _bad(count, last, str(exc))
         if problem:

@@ -1,0 +1,249 @@
+"""Comparing the state tables with the replayed log; the first difference is one line.
+
+Tables are read with plain SQL, without SQLAlchemy's type processing: both sides of every
+comparison come from the same backend, so raw values compare directly and fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from registry.canonical import canonical
+from registry.replay import PRODUCTION, VERSION_FIELDS, LogInconsistent, Replay
+
+
+def loads(value: Any) -> Any:
+    """A JSON column's value: text on SQLite, already parsed on PostgreSQL."""
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)  # integers beyond 64 bits
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = value if isinstance(value, str) else canonical(value).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rows(conn: Connection, sql: str) -> list[Any]:
+    return conn.execute(sa.text(sql)).all()
+
+
+def compare(conn: Connection, replay: Replay) -> str | None:
+    """The first difference between the tables and the replayed log, as one line; None if equal."""
+    ids = {vid: (name, number) for vid, name, number in _rows(conn, _IDS)}
+    for check in (_models, _versions, _children, _aliases, _alias_history, _policies):
+        problem = check(conn, replay, ids)
+        if problem:
+            return f"state differs from the log at {problem}"
+    return None
+
+
+_IDS = "SELECT v.id, m.name, v.version FROM versions v JOIN models m ON m.id = v.model_id"
+
+
+def _models(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    seen = set()
+    cols = ("description", "created_at", "created_by", "last_version")
+    for row in _rows(conn, f"SELECT name, {', '.join(cols)} FROM models ORDER BY name"):
+        want = replay.models.get(row[0])
+        if want is None:
+            return f"{row[0]}: models has it, the log never registered it"
+        seen.add(row[0])
+        for key, have in zip(cols, row[1:], strict=True):
+            if have != want[key]:
+                return f"{row[0]}: {key} is {_show(have)}, the log says {_show(want[key])}"
+    missing = sorted(set(replay.models) - seen)
+    return f"{missing[0]}: the log registered it, models has no row" if missing else None
+
+
+_JSON_FIELDS = {"metrics", "params", "tags", "input_schema"}
+_FLAG_FIELDS = {"code_dirty", "rolled_back"}
+_STORED = [f for f in VERSION_FIELDS if f != "drift_reference_sha256"]
+
+
+def _versions(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = (
+        f"SELECT m.name, v.version, v.drift_reference, {', '.join('v.' + f for f in _STORED)} "
+        "FROM versions v JOIN models m ON m.id = v.model_id ORDER BY m.name, v.version"
+    )
+    seen = set()
+    for row in _rows(conn, sql):
+        key = (row[0], row[1])
+        ref = f"{row[0]}/{row[1]}"
+        rec = replay.versions.get(key)
+        if rec is None:
+            return f"{ref}: versions has it, the log never registered it"
+        seen.add(key)
+        drift = loads(row[2])
+        have_fields = dict(zip(_STORED, row[3:], strict=True))
+        have_fields["drift_reference_sha256"] = (
+            None if drift is None else hashlib.sha256(canonical(drift)).hexdigest()
+        )
+        for name in VERSION_FIELDS:
+            have = have_fields[name]
+            if name in _JSON_FIELDS:
+                have = loads(have)
+            elif name in _FLAG_FIELDS:
+                have = _flag(have)
+            want = rec.fields[name]
+            if have != want:
+                label = name.replace("_sha256", " digest") if name.endswith("sha256") else name
+                return f"{ref}: {label} is {_show(have)}, the log says {_show(want)}"
+    missing = sorted(set(replay.versions) - seen)
+    return f"{missing[0][0]}/{missing[0][1]}: the log registered it, versions has no row" if missing else None
+
+
+# (label, table, columns, Replay attribute, JSON columns, flag columns)
+_CHILDREN = (
+    ("datasets", "datasets", ("role", "uri", "sha256", "rows", "schema_fingerprint"), "datasets", (), ()),
+    (
+        "stage history",
+        "stage_history",
+        ("version", "from_stage", "to_stage", "kind", "actor", "reason", "approved_by", "at"),
+        "history",
+        ("approved_by",),
+        (),
+    ),
+    (
+        "approvals",
+        "approvals",
+        ("decision", "actor", "reason", "target_stage", "review_round", "at"),
+        "decisions",
+        (),
+        (),
+    ),
+    (
+        "evidence",
+        "evidence",
+        ("gate", "passed", "value", "threshold", "details", "actor", "at"),
+        "evidence",
+        ("details",),
+        ("passed",),
+    ),
+)
+
+
+def _children(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    for label, table, cols, attr, json_cols, flag_cols in _CHILDREN:
+        json_at = [cols.index(c) for c in json_cols]
+        flag_at = [cols.index(c) for c in flag_cols]
+        actual: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+        for row in _rows(conn, f"SELECT version_id, {', '.join(cols)} FROM {table} ORDER BY id"):
+            key = ids.get(row[0])
+            if key is None:
+                return f"{label} row for version id {row[0]}, which does not exist"
+            values = list(row[1:])
+            for i in json_at:
+                values[i] = loads(values[i])
+            for i in flag_at:
+                values[i] = _flag(values[i])
+            actual.setdefault(key, []).append(tuple(values))
+        for key in sorted(set(actual) | set(replay.versions)):
+            have = actual.get(key, [])
+            rec = replay.versions.get(key)
+            want = getattr(rec, attr) if rec is not None else []
+            if have != want:
+                return f"{key[0]}/{key[1]}: {_first_row_difference(label, cols, have, want)}"
+    return None
+
+
+def _first_row_difference(
+    label: str, cols: tuple[str, ...], have: list[tuple[Any, ...]], want: list[tuple[Any, ...]]
+) -> str:
+    for i in range(max(len(have), len(want))):
+        h = have[i] if i < len(have) else None
+        w = want[i] if i < len(want) else None
+        if h == w:
+            continue
+        if h is None:
+            return f"{label} entry {i + 1} is missing, the log has {_row(cols, w)}"
+        if w is None:
+            return f"{label} entry {i + 1} is {_row(cols, h)}, the log has none"
+        for name, a, b in zip(cols, h, w, strict=True):
+            if a != b:
+                return f"{label} entry {i + 1}: {name} is {_show(a)}, the log says {_show(b)}"
+    return f"{label} differ"
+
+
+def _row(cols: tuple[str, ...], row: tuple[Any, ...] | None) -> str:
+    assert row is not None
+    return ", ".join(f"{c}={_show(v)}" for c, v in list(zip(cols, row, strict=True))[:3])
+
+
+def _aliases(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = "SELECT model_id, alias, version_id, updated_at, updated_by FROM aliases"
+    names = {mid: name for mid, name in _rows(conn, "SELECT id, name FROM models")}
+    have: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for mid, alias, vid, at, by in _rows(conn, sql):
+        target = ids.get(vid)
+        if target is None or target[0] != names.get(mid):
+            return f"{names.get(mid, mid)}@{alias}: points at version id {vid} of another model or none"
+        have[(target[0], alias)] = (target[1], at, by)
+    for key in sorted(set(have) | set(replay.aliases)):
+        h, w = have.get(key), replay.aliases.get(key)
+        if h != w:
+            where = f"{key[0]}@{key[1]}"
+            if h is None:
+                return f"{where}: the log points it at version {w[0]}, aliases has no row"  # type: ignore[index]
+            if w is None:
+                return f"{where}: aliases points it at version {h[0]}, the log does not set it"
+            for name, a, b in zip(("version", "updated_at", "updated_by"), h, w, strict=True):
+                if a != b:
+                    return f"{where}: {name} is {_show(a)}, the log says {_show(b)}"
+    # The production alias follows the production stage.
+    for (name, number), rec in replay.versions.items():
+        if rec.fields["stage"] == PRODUCTION and replay.aliases.get((name, PRODUCTION), (None,))[0] != number:
+            raise LogInconsistent(f"the log leaves {name}/{number} in production without the alias")
+    return None
+
+
+def _alias_history(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    sql = (
+        "SELECT m.name, h.alias, h.version, h.previous, h.actor, h.at "
+        "FROM alias_history h JOIN models m ON m.id = h.model_id ORDER BY h.id"
+    )
+    have: dict[str, list[tuple[Any, ...]]] = {}
+    for r in _rows(conn, sql):
+        have.setdefault(r[0], []).append(tuple(r[1:]))
+    cols = ("alias", "version", "previous", "actor", "at")
+    for name in sorted(set(have) | set(replay.alias_history)):
+        h, w = have.get(name, []), replay.alias_history.get(name, [])
+        if h != w:
+            return f"{name}: {_first_row_difference('alias history', cols, h, w)}"
+    return None
+
+
+def _policies(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    have = {
+        sha: (loads(doc), at, by)
+        for sha, doc, at, by in _rows(conn, "SELECT sha256, document, recorded_at, recorded_by FROM policies")
+    }
+    for sha in sorted(set(have) | set(replay.policies)):
+        h, w = have.get(sha), replay.policies.get(sha)
+        if h != w:
+            if h is None:
+                return f"policy {sha[:12]}: the log records it, policies has no row"
+            if w is None:
+                return f"policy {sha[:12]}: policies has it, the log never recorded it"
+            return f"policy {sha[:12]}: the stored document or its time differs from the log"
+    return None
