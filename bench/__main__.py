@@ -33,14 +33,21 @@ def _run_suite(name: str, quick: bool) -> tuple[str, str]:
         section = module.run(quick=quick)
     except Exception as exc:  # noqa: BLE001 - one suite's failure is reported, the others still run
         traceback.print_exc()
-        last = traceback.format_exception_only(exc)[-1].strip()
         return "failed", (
             f"## {name}: failed\n\nThe run started {started:%Y-%m-%d %H:%M} UTC failed after "
-            f"{time.perf_counter() - t0:.0f} s: `{last}`. No figures from this suite in this run.\n"
+            f"{time.perf_counter() - t0:.0f} s: {_cause(exc)}. No figures from this suite in this run.\n"
         )
     print(section, flush=True)
     footer = f"\n_{name}: started {started:%Y-%m-%d %H:%M} UTC, took {time.perf_counter() - t0:.0f} s._\n"
     return "ok", section + footer
+
+
+def _cause(exc: BaseException) -> str:
+    """One line for the doc: the error, and its root cause when a subprocess's output nests one."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    head = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    root = lines[-1] if len(lines) > 1 else ""
+    return f"`{head}`" + (f" (cause: `{root}`)" if root else "")
 
 
 def main() -> int:

@@ -337,6 +337,9 @@ def _write_doc(scores: list[FileScore], ref: str, started: datetime, elapsed: fl
         "",
     ]
     parts += [f"<!-- mutate:{f} -->\n{sections[f]}<!-- /mutate -->\n" for f in order]
+    notes = re.search(r"(?s)<!-- notes -->\n.*?<!-- /notes -->\n", old)  # hand-written, kept
+    if notes:
+        parts.append(notes.group(0))
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text("\n".join(parts), encoding="utf-8")
 
