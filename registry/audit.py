@@ -164,8 +164,14 @@ _NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]').search
 
 def _STR(value: Any) -> str:
     # Names, actions and actors hold no quotes or control characters; skip the encoder for them.
-    if value.__class__ is str and not _NEEDS_ESCAPE(value):
-        return f'"{value}"'
+    if value is None:
+        return "null"
+    cls = value.__class__
+    if cls is str:
+        if not _NEEDS_ESCAPE(value):
+            return f'"{value}"'
+    elif cls is int:
+        return str(value)
     return _ENCODE(value)
 
 
@@ -210,6 +216,8 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     from registry import replay as replaying
     from registry import state_check
 
+    loads = state_check.loads
+
     expected_seq = 1
     prev = GENESIS
     count = 0
@@ -222,12 +230,12 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
         if prev_hash != prev:
             return _bad(count, seq, "prev_hash does not match the previous event's hash")
         try:
-            payload = state_check.loads(text)
+            payload = loads(text)
             iso = _iso(at)
             digest = sha256(
                 prev.encode("ascii") + _spliced(seq, iso, actor, db_user, action, model, version, text)
-            )
-            if digest.hexdigest() != stored:
+            ).hexdigest()
+            if digest != stored:
                 # Stored text that is not canonical (older rows): hash the canonical form.
                 body = {
                     "seq": seq,
@@ -239,10 +247,10 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
                     "version": version,
                     "payload": payload,
                 }
-                digest = sha256(prev.encode("ascii") + canonical(body))
+                digest = sha256(prev.encode("ascii") + canonical(body)).hexdigest()
         except (TypeError, ValueError) as exc:
             return _bad(count, seq, f"event cannot be canonicalized: {exc}")
-        if digest.hexdigest() != stored:
+        if digest != stored:
             return _bad(count, seq, "hash does not match the event's content")
         if replay is not None:
             try:

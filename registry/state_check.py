@@ -21,12 +21,15 @@ from registry.replay import PRODUCTION, VERSION_FIELDS, LogInconsistent, Replay
 
 def loads(value: Any) -> Any:
     """A JSON column's value: text on SQLite, already parsed on PostgreSQL."""
-    if not isinstance(value, str | bytes):
+    if value.__class__ is not str and not isinstance(value, str | bytes):
         return value
     try:
-        return orjson.loads(value)
+        return _orjson_loads(value)
     except orjson.JSONDecodeError:
-        return json.loads(value)  # integers beyond 64 bits
+        return json.loads(value)  # what orjson refuses, e.g. lone surrogates
+
+
+_orjson_loads = orjson.loads
 
 
 def _flag(value: Any) -> bool | None:
@@ -81,6 +84,19 @@ _FLAG_FIELDS = {"code_dirty", "rolled_back"}
 _STORED = [f for f in VERSION_FIELDS if f != "drift_reference_sha256"]
 
 
+def _drift_digest(stored: Any, want: str | None) -> str | None:
+    if stored is None or stored == "null":  # SQL NULL, or a JSON null
+        return None
+    if isinstance(stored, str):  # stored canonical: hash the text as it is, unless that differs
+        digest = hashlib.sha256(stored.encode()).hexdigest()
+        if digest == want:
+            return digest
+    return hashlib.sha256(canonical(loads(stored))).hexdigest()
+
+
+_JSON_AT = [i for i, f in enumerate(_STORED) if f in _JSON_FIELDS]
+
+
 def _versions(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
     sql = (
         f"SELECT m.name, v.version, v.drift_reference, {', '.join('v.' + f for f in _STORED)} "
@@ -89,28 +105,33 @@ def _versions(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]])
     seen = set()
     for row in _rows(conn, sql):
         key = (row[0], row[1])
-        ref = f"{row[0]}/{row[1]}"
         rec = replay.versions.get(key)
         if rec is None:
-            return f"{ref}: versions has it, the log never registered it"
+            return f"{row[0]}/{row[1]}: versions has it, the log never registered it"
         seen.add(key)
-        drift = loads(row[2])
-        have_fields = dict(zip(_STORED, row[3:], strict=True))
-        have_fields["drift_reference_sha256"] = (
-            None if drift is None else hashlib.sha256(canonical(drift)).hexdigest()
-        )
-        for name in VERSION_FIELDS:
-            have = have_fields[name]
-            if name in _JSON_FIELDS:
-                have = loads(have)
-            elif name in _FLAG_FIELDS:
-                have = _flag(have)
-            want = rec.fields[name]
-            if have != want:
-                label = name.replace("_sha256", " digest") if name.endswith("sha256") else name
-                return f"{ref}: {label} is {_show(have)}, the log says {_show(want)}"
+        want = rec.fields
+        have = list(row[3:])
+        for i in _JSON_AT:
+            have[i] = loads(have[i])
+        # Flags compare as stored (0/1 equal False/True); names are looked at only on a mismatch.
+        if (
+            have != [want[f] for f in _STORED]
+            or _drift_digest(row[2], want["drift_reference_sha256"]) != want["drift_reference_sha256"]
+        ):
+            return _version_difference(key, row, have, want)
     missing = sorted(set(replay.versions) - seen)
     return f"{missing[0][0]}/{missing[0][1]}: the log registered it, versions has no row" if missing else None
+
+
+def _version_difference(key: tuple[str, int], row: Any, have: list[Any], want: dict[str, Any]) -> str:
+    fields = dict(zip(_STORED, have, strict=True))
+    fields["drift_reference_sha256"] = _drift_digest(row[2], want["drift_reference_sha256"])
+    for name in VERSION_FIELDS:
+        value = _flag(fields[name]) if name in _FLAG_FIELDS else fields[name]
+        if value != want[name] or (name in _FLAG_FIELDS and fields[name] not in (0, 1)):
+            label = name.replace("_sha256", " digest") if name.endswith("sha256") else name
+            return f"{key[0]}/{key[1]}: {label} is {_show(value)}, the log says {_show(want[name])}"
+    return f"{key[0]}/{key[1]}: the row differs from the log"
 
 
 # (label, table, columns, Replay attribute, JSON columns, flag columns)
@@ -152,16 +173,24 @@ def _children(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]])
             key = ids.get(row[0])
             if key is None:
                 return f"{label} row for version id {row[0]}, which does not exist"
-            values = list(row[1:])
-            for i in json_at:
-                values[i] = loads(values[i])
-            for i in flag_at:
-                values[i] = _flag(values[i])
-            actual.setdefault(key, []).append(tuple(values))
-        for key in sorted(set(actual) | set(replay.versions)):
-            have = actual.get(key, [])
-            rec = replay.versions.get(key)
-            want = getattr(rec, attr) if rec is not None else []
+            values = row[1:]  # flags stay 0/1 here: equal to False/True, and anything else differs
+            if json_at:
+                values = list(values)
+                for i in json_at:
+                    values[i] = loads(values[i])
+                values = tuple(values)
+            if key in actual:
+                actual[key].append(values)
+            else:
+                actual[key] = [values]
+        expected = {k: rows for k, rec in replay.versions.items() if (rows := getattr(rec, attr))}
+        if actual == expected:
+            continue
+        for key in sorted(set(actual) | set(expected)):
+            have = [
+                tuple(_flag(v) if i in flag_at else v for i, v in enumerate(t)) for t in actual.get(key, [])
+            ]
+            want = expected.get(key, [])
             if have != want:
                 return f"{key[0]}/{key[1]}: {_first_row_difference(label, cols, have, want)}"
     return None
