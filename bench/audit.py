@@ -167,11 +167,7 @@ def run(quick: bool = False) -> str:
 
 
 def _scope() -> str:
-    """What verify covers in this tree: the chain only, or the chain and a state replay."""
-    try:
-        import registry.replay  # noqa: F401
-    except ImportError:
-        return "hash chain only (this tree has no state replay yet)"
+    """What verify covers."""
     return "hash chain plus state replay (tables compared with the replayed log)"
 
 
