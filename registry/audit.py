@@ -223,6 +223,7 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     count = 0
     replay = replaying.Replay() if state else None
     sha256 = hashlib.sha256
+    noncanonical = 0
     for seq, at, actor, db_user, action, model, version, text, prev_hash, stored in _raw_events(conn):
         count += 1
         if seq != expected_seq:
@@ -236,7 +237,8 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
                 prev.encode("ascii") + _spliced(seq, iso, actor, db_user, action, model, version, text)
             ).hexdigest()
             if digest != stored:
-                # Stored text that is not canonical (older rows): hash the canonical form.
+                # Stored text that is not canonical (re-laid-out): hash the canonical form.
+                noncanonical += 1
                 body = {
                     "seq": seq,
                     "at": iso,
@@ -274,8 +276,10 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
         except replaying.LogInconsistent as exc:
             return _bad(count, last, str(exc))
         if problem:
-            return VerifyReport(ok=False, events=count, problem=problem, scope="state")
-    return VerifyReport(ok=True, events=count)
+            return VerifyReport(
+                ok=False, events=count, problem=problem, scope="state", noncanonical=noncanonical
+            )
+    return VerifyReport(ok=True, events=count, noncanonical=noncanonical)
 
 
 def _bad(count: int, seq: int, problem: str) -> VerifyReport:

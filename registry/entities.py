@@ -283,6 +283,9 @@ class VerifyReport(_Frozen):
     first_bad_seq: int | None = Field(default=None, description="First seq that fails (chain problems).")
     problem: str | None = Field(default=None, description="What is wrong there.")
     scope: str | None = Field(default=None, description="chain or state: which check failed.")
+    noncanonical: int = Field(
+        default=0, description="Events whose stored payload text is not canonical JSON (hashed re-encoded)."
+    )
 
     @model_validator(mode="after")
     def _bad_says_where(self) -> VerifyReport:

@@ -28,6 +28,7 @@ def events(registry: Registry, artifact: Path) -> Registry:
 
 
 def test_spliced_body_is_the_canonical_body_for_every_stored_event(events: Registry) -> None:
+    assert events.verify_audit().noncanonical == 0
     with events.db.snapshot() as conn:
         rows = list(audit._raw_events(conn))
         entities = list(audit.iter_events(conn))
@@ -69,6 +70,7 @@ def test_verify_reads_the_chain_in_batches(events: Registry, monkeypatch: pytest
     monkeypatch.setattr(audit, "_raw_events", lambda conn, batch=2: original(conn, batch=2))
     report = events.verify_audit()
     assert report.ok and report.events >= 6
+    assert report.noncanonical == 0  # every event took the spliced fast path
     with events.db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE audit_events SET actor = 'mallory' WHERE seq = 5")
     report = events.verify_audit()

@@ -592,6 +592,7 @@ def test_payload_stored_in_another_json_layout_still_verifies(chain: Registry) -
     _edit_event(chain, "UPDATE audit_events SET payload = :p WHERE seq = :s", p=relaid, s=event.seq)
     report = chain.verify_audit()
     assert report.ok and report.events == len(chain.audit_log()), report.problem
+    assert report.noncanonical == 1  # verified through the canonical re-encoding, and counted
     changed = dict(event.payload, forged=True)
     _edit_event(
         chain,
