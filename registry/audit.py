@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from registry import replay as replaying
+from registry import state_check
 from registry.canonical import canonical, canonical_text  # noqa: F401  (re-exported)
 from registry.db.tables import audit_events, audit_head
 from registry.entities import AuditEvent, VerifyReport
@@ -46,7 +48,7 @@ _MOVE_HEAD = (
 
 def _body(
     seq: int,
-    at: datetime,
+    at: datetime | str,
     actor: str,
     db_user: str | None,
     action: str,
@@ -56,7 +58,7 @@ def _body(
 ) -> dict[str, Any]:
     return {
         "seq": seq,
-        "at": at.isoformat(timespec="microseconds"),
+        "at": _iso(at),
         "actor": actor,
         "db_user": db_user,
         "action": action,
@@ -213,9 +215,6 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
     Run it inside one snapshot (``Database.snapshot``) so concurrent writers cannot make the
     events and the head disagree.
     """
-    from registry import replay as replaying
-    from registry import state_check
-
     loads = state_check.loads
 
     expected_seq = 1
@@ -239,16 +238,7 @@ def verify(conn: Connection, *, state: bool = True) -> VerifyReport:
             if digest != stored:
                 # Stored text that is not canonical (re-laid-out): hash the canonical form.
                 noncanonical += 1
-                body = {
-                    "seq": seq,
-                    "at": iso,
-                    "actor": actor,
-                    "db_user": db_user,
-                    "action": action,
-                    "model": model,
-                    "version": version,
-                    "payload": payload,
-                }
+                body = _body(seq, at, actor, db_user, action, model, version, payload)
                 digest = sha256(prev.encode("ascii") + canonical(body)).hexdigest()
         except (TypeError, ValueError) as exc:
             return _bad(count, seq, f"event cannot be canonicalized: {exc}")

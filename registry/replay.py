@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from registry.audit import canonical
+from registry.canonical import canonical
 
 PRODUCTION = "production"
 # Version columns compared field by field, in the order a difference is reported.
