@@ -21,6 +21,7 @@ from registry.entities import (
     CodeRef,
     ColumnSpec,
     DatasetRef,
+    Evidence,
     ModelVersion,
     ParamValue,
     RunRef,
@@ -86,16 +87,9 @@ class LineageSection(_Section):
     run: RunRef = Field(description="The producing flow run.")
 
 
-class GateEntry(_Section):
-    """One gate result kept on the version."""
+class GateEntry(Evidence):
+    """One gate result kept on the version, marked when it is the one that counts."""
 
-    gate: str = Field(description="Gate name.")
-    passed: bool = Field(description="Whether it passed.")
-    value: float | None = Field(description="Measured value.")
-    threshold: float | None = Field(description="Threshold compared against.")
-    details: dict[str, Any] = Field(description="Gate-specific detail.")
-    actor: str = Field(description="Who recorded it.")
-    at: datetime = Field(description="When, UTC.")
     latest: bool = Field(description="True for the latest result of its gate, the one that counts.")
 
 
@@ -210,20 +204,7 @@ def _concerns(event: AuditEvent, version: int) -> bool:
 
 
 def _card(v: ModelVersion) -> ModelCard:
-    return ModelCard(
-        description=v.description,
-        stage=v.stage,
-        rolled_back=v.rolled_back,
-        rollback_reason=v.rollback_reason,
-        aliases=v.aliases,
-        metrics=v.metrics,
-        params=v.params,
-        tags=v.tags,
-        input_schema=v.input_schema,
-        artifact=v.artifact,
-        registered_by=v.registered_by,
-        registered_at=v.registered_at,
-    )
+    return ModelCard.model_validate(v.model_dump(include=set(ModelCard.model_fields)))
 
 
 def _split_rule(v: ModelVersion) -> dict[str, ParamValue]:
