@@ -76,6 +76,14 @@ class Refused(GovflowError):
     """A governance rule refused the operation; nothing was written."""
 
 
+class Forbidden(Refused):
+    """The authenticated caller's roles or identity do not allow the operation."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.field = field
+
+
 class IllegalTransition(Refused):
     """The stage move is not in the transition graph."""
 
@@ -124,6 +132,10 @@ class AuditChainBroken(IntegrityError):
 
 
 # --- infrastructure -----------------------------------------------------------------------
+
+
+class Unauthenticated(GovflowError):
+    """No credential, or one that is unknown, revoked, expired or badly signed."""
 
 
 class StorageError(GovflowError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,6 +41,15 @@ class Registry(ModelIO, Annotations, AuditTrail):
     ``GOVFLOW_POLICY``; keyword arguments override them. An empty database gets the schema; an
     outdated one is refused until ``upgrade()``.
     """
+
+    def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        # An http(s) URL means client mode: the same API, served by ``govflow server``.
+        target = url or os.environ.get("GOVFLOW_REGISTRY_URL") or ""
+        if cls is Registry and target.startswith(("http://", "https://")):
+            from registry.remote import RemoteRegistry
+
+            return RemoteRegistry(target, *args, **kwargs)
+        return super().__new__(cls)
 
     # --- registration ---------------------------------------------------------------------
 

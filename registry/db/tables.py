@@ -130,6 +130,10 @@ approvals = sa.Table(
     sa.Column("target_stage", sa.String(16), nullable=False),
     sa.Column("review_round", sa.Integer, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+    # How the decision arrived (cli, api, prefect-form, airflow-hitl…) and, for a typed name
+    # nobody authenticated, that name: such a decision is a claim, not an identity.
+    sa.Column("channel", sa.String(32)),
+    sa.Column("claimed_by", sa.String(128)),
 )
 
 evidence = sa.Table(
@@ -179,4 +183,61 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# The policy in force is the latest row; every change is appended, never updated.
+policy_history = sa.Table(
+    "policy_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("policies.sha256"), nullable=False),
+    sa.Column("set_by", sa.String(128), nullable=False),
+    sa.Column("set_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text),
+)
+
+# An approver's audited decision to let a failed gate stand; bound to the failed result it waives.
+waivers = sa.Table(
+    "waivers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
+    sa.Column("gate", sa.String(128), nullable=False),
+    sa.Column("evidence_id", sa.Integer, sa.ForeignKey("evidence.id"), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# API users of the registry server. Tokens are kept only as salted scrypt hashes.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    # NFKC + casefold of the name: ``Bob`` and ``ｂｏｂ`` are one user.
+    sa.Column("name_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("token_id", sa.String(32), unique=True),
+    sa.Column("token_hash", sa.String(128)),
+    sa.Column("token_salt", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("rotated_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+# One-time approval codes: bound to a principal and a version's review round, single use.
+approval_codes = sa.Table(
+    "approval_codes",
+    metadata,
+    sa.Column("code_id", sa.String(32), primary_key=True),
+    sa.Column("code_hash", sa.String(128), nullable=False),
+    sa.Column("principal", sa.String(128), nullable=False),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("review_round", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
 )
