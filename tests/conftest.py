@@ -13,4 +13,4 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("PREFECT_API_URL", None)
 
-pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.prefect", "tests.fixtures.s3"]
+pytest_plugins = ["tests.fixtures.backends", "tests.fixtures.prefect", "tests.fixtures.s3", "tests.fixtures.server"]

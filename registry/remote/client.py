@@ -1,0 +1,356 @@
+"""``RemoteRegistry``: the registry API over HTTP, with the embedded registry's signatures.
+
+Refusals come back as the same exception classes; entities are the same pydantic models.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from registry import entities
+from registry.artifacts.base import ArtifactStore
+from registry.entities import (
+    Approval,
+    AuditEvent,
+    Evidence,
+    ModelSummary,
+    ModelVersion,
+    ProductionAt,
+    RollbackResult,
+    StageChange,
+    VerifyReport,
+    VersionRef,
+    VersionSpec,
+)
+from registry.errors import AuditChainBroken, InvalidInput, PolicyError, Refused, first_invalid
+from registry.model_io import ModelIO
+from registry.policy import Policy
+from registry.policy_record import digest
+from registry.remote.store import RemoteArtifactStore
+from registry.remote.transport import Transport, read_token
+from registry.remote.users import Users
+from registry.stages import Stage
+from registry.validate import check_name, check_version
+
+_LISTS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _many(cls: type, content: bytes) -> list[Any]:
+    adapter = _LISTS.get(cls)
+    if adapter is None:
+        adapter = _LISTS[cls] = TypeAdapter(list[cls])  # type: ignore[valid-type]
+    return adapter.validate_json(content)
+
+
+def _stage(stage: Any) -> Any:
+    return stage.value if isinstance(stage, Stage) else stage
+
+
+def _v(name: Any, version: Any) -> str:
+    """The URL of a version; name and number are checked here, as the embedded registry does."""
+    return f"/api/v1/models/{check_name(name)}/versions/{check_version(version)}"
+
+
+class RemoteRegistry(ModelIO, Users):
+    """The registry served by ``govflow server``; ``Registry("https://…")`` returns one.
+
+    The token comes from ``token``, GOVFLOW_TOKEN or GOVFLOW_TOKEN_FILE. A ``policy`` (or
+    GOVFLOW_POLICY) that differs from the server's is refused. ``on_behalf=True`` (admin tools,
+    tests) sends a given ``actor`` as the user the admin acts for, instead of as a claim.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        artifact_root: str | None = None,
+        policy: Policy | str | Path | None = None,
+        *,
+        token: str | None = None,
+        create: bool = True,
+        default_policy: Policy | None = None,
+        on_behalf: bool = False,
+    ) -> None:
+        if artifact_root is not None:
+            raise InvalidInput(
+                "artifact_root: the server holds the artifact store; client mode takes none",
+                field="artifact_root",
+            )
+        self.url = url.rstrip("/")
+        self.on_behalf = on_behalf
+        self.transport = Transport(self.url, read_token(token))
+        self._artifacts = RemoteArtifactStore(self.transport)
+        wanted = policy if policy is not None else os.environ.get("GOVFLOW_POLICY") or None
+        if wanted is not None:
+            self._check_policy(wanted if isinstance(wanted, Policy) else Policy.load(wanted))
+
+    def _check_policy(self, policy: Policy) -> None:
+        mine, _ = digest(policy)
+        theirs = self.policy_info().sha256
+        if mine != theirs:
+            raise PolicyError(
+                f"policy: the given policy ({mine[:12]}) differs from the registry's policy ({theirs[:12]}); "
+                "use `govflow policy set`",
+                field="policy",
+            )
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> bytes:
+        actor = body.pop("actor", None) if body is not None else kw.pop("actor", None)
+        on_behalf = None
+        if self.on_behalf and isinstance(actor, str):
+            on_behalf, actor = actor, None
+        if body is not None:
+            body["actor"] = actor
+        elif actor is not None:
+            kw.setdefault("params", {})["actor"] = actor
+        return self.transport.call(method, path, json=body, on_behalf_of=on_behalf, **kw).content
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The server's artifact store, over HTTP; downloads are verified here."""
+        return self._artifacts
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.transport.close()
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        raise Refused("schema upgrades run on the server: govflow db upgrade, with the database URL")
+
+    # --- registration -----------------------------------------------------------------------
+
+    def register(
+        self, name: str, artifact: str | Path, *, actor: str | None = None, artifact_format: str = "file", **fields: Any
+    ) -> ModelVersion:
+        """Upload the artifact (streamed, digest-checked by the server), then register it."""
+        check_name(name)
+        check_name(artifact_format, "artifact_format")
+        try:
+            VersionSpec(**fields)  # refused here, before any byte is sent
+        except ValidationError as exc:
+            raise first_invalid(exc, "", "version") from None
+        blob = self.artifacts.put(Path(artifact))
+        return self.register_stored(name, blob.sha256, actor=actor, artifact_format=artifact_format, **fields)
+
+    def register_stored(
+        self, name: str, sha256: str, *, actor: str | None = None, artifact_format: str = "file", **fields: Any
+    ) -> ModelVersion:
+        """Register a blob already stored on the server."""
+        try:
+            spec = VersionSpec(**fields)
+        except ValidationError as exc:
+            raise first_invalid(exc, "", "version") from None
+        body = {
+            "sha256": sha256,
+            "artifact_format": artifact_format,
+            "actor": actor,
+            "fields": spec.model_dump(mode="json", exclude_unset=True),
+        }
+        content = self._call("POST", f"/api/v1/models/{check_name(name)}/versions", body)
+        return ModelVersion.model_validate_json(content)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> ModelVersion:
+        return ModelVersion.model_validate_json(self._call("GET", "/api/v1/refs", params={"ref": ref}))
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        return ModelVersion.model_validate_json(self._call("GET", _v(name, version)))
+
+    def resolve(self, ref: str) -> VersionRef:
+        return VersionRef.model_validate_json(self._call("GET", "/api/v1/resolve", params={"ref": ref}))
+
+    def versions(self, name: str, *, limit: int | None = None, before: int | None = None) -> list[ModelVersion]:
+        params = {"limit": limit, "before": before}
+        return _many(ModelVersion, self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params))
+
+    def models(self) -> list[ModelSummary]:
+        return _many(ModelSummary, self._call("GET", "/api/v1/models"))
+
+    def history(self, name: str) -> list[StageChange]:
+        return _many(StageChange, self._call("GET", f"/api/v1/models/{check_name(name)}/history"))
+
+    def production_at(self, name: str, at: datetime) -> ProductionAt:
+        check_name(name)
+        if not isinstance(at, datetime):
+            raise InvalidInput(f"time: {at!r} is not a datetime", field="time")
+        path = f"/api/v1/models/{name}/production-at"
+        return ProductionAt.model_validate_json(self._call("GET", path, params={"at": at.isoformat()}))
+
+    def impact(
+        self, *, dataset: str | None = None, digest: str | None = None, commit: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"dataset": dataset, "digest": digest, "commit": commit}
+        return TypeAdapter(list[dict[str, Any]]).validate_json(self._call("GET", "/api/v1/impact", params=params))
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def transition(
+        self, name: str, version: int, stage: str | Stage, *, reason: str | None = None, actor: str | None = None
+    ) -> ModelVersion:
+        body = {"stage": _stage(stage), "reason": reason, "actor": actor}
+        return ModelVersion.model_validate_json(self._call("POST", _v(name, version) + "/transition", body))
+
+    def approve(
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        stage: str | Stage = Stage.PRODUCTION,
+        claimed_by: str | None = None,
+        code: str | None = None,
+    ) -> Approval:
+        body = {"reason": reason, "actor": actor, "stage": _stage(stage), "claimed_by": claimed_by, "code": code}
+        return Approval.model_validate_json(self._call("POST", _v(name, version) + "/approve", body))
+
+    def reject(
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str,
+        actor: str | None = None,
+        stage: str | Stage = Stage.PRODUCTION,
+        claimed_by: str | None = None,
+    ) -> Approval:
+        body = {"reason": reason, "actor": actor, "stage": _stage(stage), "claimed_by": claimed_by}
+        return Approval.model_validate_json(self._call("POST", _v(name, version) + "/reject", body))
+
+    def approval_code(self, name: str, version: int, *, actor: str | None = None, valid_for: int = 600) -> str:
+        body = {"actor": actor, "valid_for": valid_for}
+        return TypeAdapter(dict[str, str]).validate_json(
+            self._call("POST", _v(name, version) + "/approval-code", body)
+        )["code"]
+
+    def waive(self, name: str, version: int, gate: str, *, reason: str, actor: str | None = None) -> Any:
+        body = {"gate": gate, "reason": reason, "actor": actor}
+        return entities.Waiver.model_validate_json(self._call("POST", _v(name, version) + "/waivers", body))
+
+    def add_evidence(
+        self,
+        name: str,
+        version: int,
+        *,
+        gate: str,
+        passed: bool,
+        value: float | None = None,
+        threshold: float | None = None,
+        details: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Evidence:
+        body = {"gate": gate, "passed": passed, "value": value, "threshold": threshold, "details": details}
+        body["actor"] = actor
+        return Evidence.model_validate_json(self._call("POST", _v(name, version) + "/evidence", body))
+
+    def rollback(
+        self, name: str, *, reason: str, actor: str | None = None, expected_version: int | None = None
+    ) -> RollbackResult:
+        body = {"reason": reason, "actor": actor, "expected_version": expected_version}
+        path = f"/api/v1/models/{check_name(name)}/rollback"
+        return RollbackResult.model_validate_json(self._call("POST", path, body))
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None) -> None:
+        check_name(alias, "alias")
+        check_version(version)
+        self._call("PUT", f"/api/v1/models/{check_name(name)}/aliases/{alias}", {"version": version, "actor": actor})
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
+        check_name(alias, "alias")
+        self._call("DELETE", f"/api/v1/models/{check_name(name)}/aliases/{alias}", actor=actor)
+
+    # --- events and audit -------------------------------------------------------------------
+
+    def record(
+        self,
+        action: str,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> AuditEvent:
+        body = {"action": action, "model": model, "version": version, "payload": payload, "actor": actor}
+        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/events", body))
+
+    def record_deployment(
+        self,
+        model: str,
+        version: int,
+        *,
+        target: str,
+        ok: bool,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> AuditEvent:
+        body = {"model": model, "version": version, "target": target, "ok": ok, "payload": payload, "actor": actor}
+        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/deployments", body))
+
+    def note_pickle_load(
+        self, model: str, version: int, *, ref: str, sha256: str, fmt: str, actor: str | None = None
+    ) -> AuditEvent:
+        body = {"model": model, "version": version, "ref": ref, "sha256": sha256, "fmt": fmt, "actor": actor}
+        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/pickle-loads", body))
+
+    def audit_log(self, model: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        return _many(AuditEvent, self._call("GET", "/api/v1/audit", params={"model": model, "limit": limit}))
+
+    def verify_audit(self, *, raise_on_error: bool = False) -> VerifyReport:
+        report = VerifyReport.model_validate_json(self._call("GET", "/api/v1/audit/verify"))
+        if raise_on_error and not report.ok:
+            raise AuditChainBroken(
+                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}", seq=report.first_bad_seq or 0
+            )
+        return report
+
+    def export_audit(self, path: str | Path) -> int:
+        """Stream the chain as JSONL into ``path``; return the count."""
+        out = Path(path)
+        if out.is_dir() or not out.parent.is_dir():
+            raise InvalidInput(f"path: {out} is a folder or its folder does not exist", field="path")
+        tmp = out.with_name(out.name + ".tmp")
+        count = 0
+        try:
+            with self.transport.stream("/api/v1/audit/export") as response, open(tmp, "wb") as fh:
+                for line in response.iter_lines():
+                    if line:
+                        fh.write(line.encode("utf-8") + b"\n")
+                        count += 1
+            tmp.replace(out)
+        except OSError as exc:
+            raise InvalidInput(f"path: cannot write {out}: {exc.strerror or exc}", field="path") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return count
+
+    # --- policy -----------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force on the server."""
+        return Policy.model_validate(self.policy_info().document)
+
+    def policy_info(self) -> Any:
+        return entities.PolicyInfo.model_validate_json(self._call("GET", "/api/v1/policy"))
+
+    def policy_history(self) -> list[Any]:
+        return _many(entities.PolicyInfo, self._call("GET", "/api/v1/policy/history"))
+
+    def policy_document(self, sha256: str) -> dict[str, Any] | None:
+        if not isinstance(sha256, str) or not sha256.isalnum():
+            return None
+        return TypeAdapter(dict[str, Any] | None).validate_json(self._call("GET", f"/api/v1/policies/{sha256}"))
+
+    def set_policy(self, policy: Policy | str | Path, *, reason: str | None = None, actor: str | None = None) -> Any:
+        """Put ``policy`` (a Policy or a policy file) in force on the server (admin only)."""
+        loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
+        body = {"document": loaded.model_dump(mode="json"), "reason": reason, "actor": actor}
+        return entities.PolicyInfo.model_validate_json(self._call("PUT", "/api/v1/policy", body))
+

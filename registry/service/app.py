@@ -1,0 +1,60 @@
+"""The registry server's application: the whole registry API as JSON over HTTP."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.errors import GovflowError, InvalidInput
+from registry.service import problem, routes_audit, routes_blobs, routes_decisions, routes_users, routes_versions
+from registry.service.caller import Authenticator
+
+DEFAULT_MAX_UPLOAD = 5 * 1024**3  # 5 GiB
+
+
+def _max_upload() -> int:
+    raw = os.environ.get("GOVFLOW_SERVER_MAX_UPLOAD")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_MAX_UPLOAD
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise InvalidInput(
+            f"GOVFLOW_SERVER_MAX_UPLOAD: {raw!r} is not a positive number of bytes", field="GOVFLOW_SERVER_MAX_UPLOAD"
+        )
+    return int(raw)
+
+
+def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
+    """The FastAPI app serving ``registry``; every route but ``/health`` needs a credential.
+
+    Reads GOVFLOW_SERVER_MAX_UPLOAD (bytes, default 5 GiB), GOVFLOW_SERVER_PRESIGN (1: hand out
+    presigned S3 URLs for downloads) and GOVFLOW_SERVER_UPLOAD_DIR (where uploads are spooled).
+    """
+    app = FastAPI(
+        title="govflow registry",
+        description="Model registry, approvals, audit trail. Errors are application/problem+json.",
+        version="1",
+    )
+    app.state.registry = registry
+    app.state.authenticator = authenticator
+    app.state.max_upload = _max_upload()
+    app.state.presign = os.environ.get("GOVFLOW_SERVER_PRESIGN", "") == "1"
+    app.state.upload_dir = os.environ.get("GOVFLOW_SERVER_UPLOAD_DIR") or tempfile.gettempdir()
+
+    app.add_exception_handler(GovflowError, problem.on_govflow_error)
+    app.add_exception_handler(RequestValidationError, problem.on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, problem.on_http_error)
+    app.add_exception_handler(Exception, problem.on_unexpected)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        """Liveness, unauthenticated; says nothing about the registry's data."""
+        return {"status": "ok"}
+
+    for module in (routes_versions, routes_decisions, routes_blobs, routes_audit, routes_users):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,45 @@
+"""API users and their tokens (admin only; the registry checks the role)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from registry.errors import InvalidInput
+from registry.service.caller import Call, call
+from registry.service.responses import ok
+from registry.service.schemas import UserBody
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+def _lifetime(seconds: Any) -> timedelta | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < 10**10:
+        raise InvalidInput(f"expires_in: {seconds!r} must be a positive number of seconds", field="expires_in")
+    return timedelta(seconds=seconds)
+
+
+@router.post("", status_code=201)
+def add_user(body: UserBody, c: Call = Depends(call)) -> Response:
+    """Create a user; the response carries the token, shown this once."""
+    return ok(c.run(lambda: c.registry.add_user(body.name, body.roles, expires_in=_lifetime(body.expires_in))), 201)
+
+
+@router.get("")
+def list_users(c: Call = Depends(call)) -> Response:
+    return ok(c.run(c.registry.list_users))
+
+
+@router.post("/{name}/revoke")
+def revoke_user(name: str, c: Call = Depends(call)) -> Response:
+    return ok(c.run(c.registry.revoke_user, name))
+
+
+@router.post("/{name}/rotate")
+def rotate_user(name: str, c: Call = Depends(call)) -> Response:
+    """A new token for the user; the old one stops working."""
+    return ok(c.run(c.registry.rotate_user, name))
