@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from registry.errors import InvalidInput, Unauthenticated
+from registry.errors import InvalidInput, Unauthenticated, first_invalid
 from registry.identity import ROLES
 from registry.validate import check_actor
 
@@ -36,6 +36,12 @@ class OIDCConfig(BaseModel):
     principal_claim: str = Field(default="preferred_username", description="Claim naming the principal.")
     groups_claim: str = Field(default="groups", description="Claim listing the principal's groups.")
     role_map: dict[str, list[str]] = Field(description="Group name -> roles it grants.")
+
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise first_invalid(exc, "OIDC config", "oidc") from None
 
     def model_post_init(self, _context: Any) -> None:
         for name, value in (("issuer", self.issuer), ("audience", self.audience)):
@@ -169,7 +175,7 @@ def _jwt_reason(exc: jwt.PyJWTError) -> str:
         (jwt.InvalidAudienceError, "JWT: wrong audience"),
         (jwt.InvalidSignatureError, "JWT: bad signature"),
         (jwt.InvalidAlgorithmError, "JWT: algorithm not accepted"),
-        (jwt.MissingRequiredClaimError, f"JWT: {exc}"),
+        (jwt.MissingRequiredClaimError, f"JWT: claim {getattr(exc, 'claim', '?')!r} is missing"),
         (jwt.InvalidKeyError, "JWT: the signing key does not fit the algorithm"),
         (jwt.DecodeError, "JWT: malformed token"),
     ]
