@@ -119,9 +119,9 @@ def _production_sha(registry: Registry, model: str, version: int) -> str:
 
 
 def _deployed(registry: Registry, result: DeployResult, actor: str | None) -> DeployResult:
-    payload = {"target": result.target, "location": result.location, "sha256": result.sha256, **result.detail}
-    registry.record(
-        "model.deployed", model=result.model, version=result.version, payload=payload, actor=actor
+    payload = {"location": result.location, "sha256": result.sha256, **result.detail}
+    registry.record_deployment(
+        result.model, result.version, target=result.target, ok=True, payload=payload, actor=actor
     )
     return result
 
@@ -135,9 +135,9 @@ def _failed(
     exc: GovflowError,
     actor: str | None,
 ) -> None:
-    payload = {"target": target, "location": location, "error": str(exc)}
+    payload = {"location": location, "error": str(exc)}
     try:
-        registry.record("model.deploy_failed", model=model, version=version, payload=payload, actor=actor)
+        registry.record_deployment(model, version, target=target, ok=False, payload=payload, actor=actor)
     except GovflowError:
         pass  # the DeployError raised next says what failed; losing this record must not hide it
 

@@ -1,7 +1,10 @@
 """The human approval step: a paused flow run with a typed form, and resuming it from the CLI.
 
 The form's defaults are the safe answer: resuming it untouched rejects. A timeout rejects too.
-The registry decides who may approve; the flow only records what it was told.
+The registry decides who may approve and what counts; the flow only relays what it was told.
+A name typed into the form is a claim (``claimed_by``), not an identity: under the policy's
+``authenticated_approvals`` only a one-time code from ``govflow approve NAME V --code`` makes a
+form approval count. A reject from the form always counts.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from registry.entities import Decision, ModelVersion
+from registry import identity
+from registry.entities import Approval, Decision, ModelVersion
+from registry.errors import InvalidInput
 from registry.registry import Registry
+from registry.validate import same_actor
 
 log = logging.getLogger(__name__)
 MODEL_TAG = "govflow-model:"
 VERSION_TAG = "govflow-version:"
+FORM_CHANNEL = "prefect-form"
 
 
 class ApprovalInput(RunInput):
@@ -32,9 +39,35 @@ class ApprovalInput(RunInput):
         default=False, title="Approve", description="Switch on to approve. Left off, the version is rejected."
     )
     approver: str = Field(
-        default="", title="Approver", description="Your identity, as it will be recorded in the registry."
+        default="",
+        title="Approver",
+        description="Your name, recorded as typed: a claim, not a proof of who you are.",
     )
     reason: str = Field(default="", title="Reason", description="Why you approve or reject.")
+    code: str = Field(
+        default="",
+        title="Code",
+        description="Optional: a one-time code from `govflow approve NAME V --code`; "
+        "it records the approval as the identity that asked for the code.",
+    )
+
+
+def form_notice(model: str, version: int, *, authenticated_only: bool) -> str:
+    """What the form says about identity, above the version's card."""
+    if not authenticated_only:
+        return (
+            "> The name you type is recorded as given. A code from "
+            f"`govflow approve {model} {version} --code`, pasted into *Code*, records the "
+            "approval under the identity that asked for it.\n\n"
+        )
+    return (
+        "> **A typed name does not count toward the approvals here.** The policy in force "
+        "counts only authenticated approvals; an approval with just a name is recorded as a "
+        "claim and the run waits again. To approve as yourself, either run "
+        f"`govflow approve {model} {version}` (it records your approval and resumes this run), "
+        f"or run `govflow approve {model} {version} --code` and paste the one-time code into "
+        "*Code* before switching *Approve* on. A reject from this form always counts.\n\n"
+    )
 
 
 def _tag_run(model: str, version: int) -> None:
@@ -51,11 +84,12 @@ def _tag_run(model: str, version: int) -> None:
 
 
 def wait_for_decision(
-    version: ModelVersion, description: str, *, timeout: int, poll: int
+    version: ModelVersion, description: str, *, timeout: int, poll: int, authenticated_only: bool = False
 ) -> ApprovalInput | None:
     """Pause the current flow run until the form is submitted; ``None`` when it timed out."""
     _tag_run(version.model, version.version)
-    form = ApprovalInput.with_initial_data(description=description, approve=False, approver="", reason="")
+    text = form_notice(version.model, version.version, authenticated_only=authenticated_only) + description
+    form = ApprovalInput.with_initial_data(description=text, approve=False, approver="", reason="", code="")
     try:
         return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll)
     except FlowPauseTimeout:
@@ -63,9 +97,37 @@ def wait_for_decision(
 
 
 def already_decided(reg: Registry, version: ModelVersion, actor: str, decision: Decision) -> bool:
-    """Whether ``actor`` already recorded ``decision`` on this version in its current review."""
+    """Whether ``actor`` (however spelled) already recorded ``decision`` in the current review."""
     current = reg.get_version(version.model, version.version)
-    return any(a.current and a.actor == actor and a.decision == decision for a in current.approvals)
+    return any(a.current and same_actor(a.actor, actor) and a.decision == decision for a in current.approvals)
+
+
+def names_actor(reg: Any) -> bool:
+    """Whether the flow names the actor itself: embedded, yes; behind a server the token does."""
+    return isinstance(reg, Registry)
+
+
+def record_form_decision(reg: Any, version: ModelVersion, answer: ApprovalInput) -> Approval:
+    """Record what the form says, on the ``prefect-form`` channel, with the typed name as a claim.
+
+    A pasted code is passed on, and the registry records the approval as the code's principal.
+    Refuses (``InvalidInput``) an approval with neither a name nor a code; the registry refuses
+    the rest (the registrant, a bad, used or expired code, a repeat decision).
+    """
+    typed = answer.approver.strip() or None
+    code = answer.code.strip() or None
+    reason = answer.reason.strip() or None
+    with identity.acting(channel=FORM_CHANNEL):
+        if not answer.approve:
+            reason = reason or "rejected in the approval form"
+            if typed is None:  # nobody named: the flow's own identity records the reject
+                return reg.reject(version.model, version.version, reason=reason)
+            return reg.reject(version.model, version.version, reason=reason, claimed_by=typed)
+        if code is not None:  # the code names the approver; a typed name adds nothing
+            return reg.approve(version.model, version.version, reason=reason, code=code)
+        if typed is None:
+            raise InvalidInput("approver: give your name or a code to approve", field="approver")
+        return reg.approve(version.model, version.version, reason=reason, claimed_by=typed)
 
 
 def paused_runs(model: str, version: int | None = None) -> list[Any]:

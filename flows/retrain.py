@@ -9,7 +9,13 @@ from prefect import flow, get_run_logger
 from checks.result import GateReport
 from deployments.targets import make_target
 from flows import card, events
-from flows.approval import already_decided, wait_for_decision
+from flows.approval import (
+    ApprovalInput,
+    already_decided,
+    names_actor,
+    record_form_decision,
+    wait_for_decision,
+)
 from flows.artifacts import publish_card, publish_gates
 from flows.config import PipelineConfig
 from flows.data import load
@@ -29,28 +35,41 @@ from registry.errors import (
     ApprovalRequired,
     GateFailed,
     InvalidInput,
-    NotAnApprover,
     Refused,
-    SeparationOfDuties,
 )
 from registry.registry import Registry
 from registry.stages import Stage
 
+# record() refuses the registry's own namespaces; a refused form approval is the flow's event.
+REFUSED = "custom.approval_refused"
 
-def _reject(reg: Registry, v: ModelVersion, actor: str, reason: str, *, fallback: str) -> None:
-    """Record a rejection unless one already sent the version back (e.g. from the CLI).
 
-    When the registry refuses ``actor`` (say, an approver who already decided in this review),
-    the flow's own identity records it, naming the reviewer in the reason.
+def _reject(reg: Registry, v: ModelVersion, actor: str | None, reason: str) -> None:
+    """Record the flow's own rejection (a timeout, a failed gate) unless the version went back already."""
+    who = actor or "flow"
+    if reg.get_version(v.model, v.version).stage == Stage.STAGING:
+        who = reg.reject(v.model, v.version, reason=reason, actor=actor).actor
+    events.emit("rejected", v.model, v.version, who, reason=reason)
+
+
+def _form_reject(
+    reg: Registry, v: ModelVersion, answer: ApprovalInput, flow_actor: str | None
+) -> tuple[str, str]:
+    """Record the form's reject (it always counts); return (who, reason).
+
+    When the registry refuses the typed name (say, one who already decided in this review), the
+    flow's own identity records the rejection, naming the reviewer in the reason.
     """
+    reason = answer.reason.strip() or "rejected in the approval form"
+    who = answer.approver.strip() or flow_actor or "flow"
     if reg.get_version(v.model, v.version).stage == Stage.STAGING:
         try:
-            reg.reject(v.model, v.version, reason=reason, actor=actor)
-        except Refused as exc:
-            reason = f"{reason} (rejected by {actor}; recorded by {fallback} because: {exc})"
-            actor = fallback
-            reg.reject(v.model, v.version, reason=reason, actor=actor)
-    events.emit("rejected", v.model, v.version, actor, reason=reason)
+            who = record_form_decision(reg, v, answer).actor
+        except (Refused, InvalidInput) as exc:
+            reason = f"{reason} (rejected by {who}; recorded by the flow because: {exc})"
+            who = reg.reject(v.model, v.version, reason=reason, actor=flow_actor).actor
+    events.emit("rejected", v.model, v.version, who, reason=reason)
+    return who, reason
 
 
 def _approval_loop(
@@ -63,11 +82,14 @@ def _approval_loop(
 ) -> tuple[str, str | None, str]:
     """Pause for decisions until the version is promoted or rejected; return (outcome, approver, reason).
 
-    A refused approver (the registrant, or one the policy does not allow) is recorded and the
-    form is shown once more with the reason; a second refusal rejects. A timeout rejects.
+    A refused approver (the registrant, one the policy does not allow, a bad code) is recorded
+    and the form is shown once more with the reason; a second refusal rejects. A timeout rejects.
     """
     log = get_run_logger()
     timeout = config.approval_timeout or reg.policy.approval_timeout_seconds
+    authenticated_only = reg.policy.authenticated_approvals
+    # Behind a server the token names the actor; a name given here would be refused.
+    flow_actor = actor if names_actor(reg) else None
     note: str | None = None
     refusals = 0
     while True:
@@ -77,12 +99,13 @@ def _approval_loop(
             card.approval_description(v, report, champion, note),
             timeout=timeout,
             poll=config.approval_poll,
+            authenticated_only=authenticated_only,
         )
         if answer is None:
             # Approvals may have arrived outside the form (govflow approve without a reachable server).
             try:
                 reg.transition(
-                    v.model, v.version, Stage.PRODUCTION, actor=actor, reason="approved outside the form"
+                    v.model, v.version, Stage.PRODUCTION, actor=flow_actor, reason="approved outside the form"
                 )
                 approvers = [
                     a.actor
@@ -93,40 +116,50 @@ def _approval_loop(
             except Refused:
                 pass
             reason = f"no decision within {timeout} s (approval timed out)"
-            _reject(reg, v, actor, reason, fallback=actor)
+            _reject(reg, v, flow_actor, reason)
             return "rejected", None, reason
-        approver = answer.approver.strip() or actor
         if not answer.approve:
-            reason = answer.reason.strip() or "rejected in the approval form"
-            _reject(reg, v, approver, reason, fallback=actor)
-            return "rejected", approver, reason
+            who, reason = _form_reject(reg, v, answer, flow_actor)
+            return "rejected", who, reason
+        typed = answer.approver.strip()
+        code = answer.code.strip()
+        reason = answer.reason.strip()
+        approver = typed or None
+        claimed = False
         try:
-            if not answer.approver.strip():
-                raise InvalidInput("approver: give your identity to approve", field="approver")
-            if not already_decided(reg, v, approver, Decision.APPROVE):
-                reg.approve(v.model, v.version, actor=approver, reason=answer.reason.strip() or None)
-            reg.transition(v.model, v.version, Stage.PRODUCTION, actor=approver, reason=answer.reason or None)
-            return "promoted", approver, answer.reason.strip()
-        except ApprovalRequired as exc:
-            note = f"Approval recorded; more are needed: {exc}"
-        except (SeparationOfDuties, NotAnApprover, InvalidInput) as exc:
+            # `govflow approve` records its decision, then resumes the run with its name.
+            if code or not typed or not already_decided(reg, v, typed, Decision.APPROVE):
+                decided = record_form_decision(reg, v, answer)
+                approver, claimed = decided.actor, decided.claimed_by is not None
+        except (Refused, InvalidInput) as exc:
+            # The registrant, a non-approver, a bad, used or expired code: ask once more.
             refusals += 1
             reg.record(
-                "approval.refused",
+                REFUSED,
                 model=v.model,
                 version=v.version,
-                actor=approver,
-                payload={"approver": approver, "reason": str(exc)},
+                actor=flow_actor,
+                payload={"approver": typed, "code": bool(code), "reason": str(exc)},
             )
             log.warning("approval refused: %s", exc)
             if refusals > 1:
                 reason = f"approval refused twice; last: {exc}"
-                _reject(reg, v, actor, reason, fallback=actor)
+                _reject(reg, v, flow_actor, reason)
                 return "rejected", approver, reason
             note = f"Refused: {exc}. Another approver must decide."
+            continue
+        try:
+            promoter = approver if flow_actor is not None else None
+            reg.transition(v.model, v.version, Stage.PRODUCTION, actor=promoter, reason=reason or None)
+            return "promoted", approver, reason
+        except ApprovalRequired as exc:
+            if authenticated_only and claimed:
+                note = f"{typed}'s approval is recorded as a claim and does not count: {exc}"
+            else:
+                note = f"Approval recorded; more are needed: {exc}"
         except (GateFailed, Refused) as exc:
             # A gate now failing, or the version moved by hand while paused.
-            _reject(reg, v, actor, str(exc), fallback=actor)
+            _reject(reg, v, flow_actor, str(exc))
             return "rejected", approver, str(exc)
 
 
@@ -170,7 +203,9 @@ def retrain(config_path: str) -> dict[str, Any]:
                 from_version=champion.version if champion else None,
                 to_version=v.version,
             )
-            deployed = make_target(config.deploy).deploy(reg, v.model, v.version, actor=approver)
+            deployed = make_target(config.deploy).deploy(
+                reg, v.model, v.version, actor=approver if names_actor(reg) else None
+            )
             events.emit(
                 "deployed",
                 v.model,

@@ -14,6 +14,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from registry.errors import GovflowError
+from registry.identity import acting
 
 app = typer.Typer(
     name="govflow",
@@ -33,6 +34,9 @@ def _register_commands() -> None:
         "govflow.cli.serve",
         "govflow.cli.harden",
         "govflow.cli.evidence_pack",
+        "govflow.cli.policy_cmds",
+        "govflow.cli.users",
+        "govflow.cli.server",
     ):
         try:
             __import__(optional)
@@ -45,7 +49,9 @@ def main() -> None:
     """Console entry point: run the app; refusals and usage errors become one line and exit 2."""
     _register_commands()
     try:
-        code = app(standalone_mode=False)
+        # Registry calls from here arrive on the "cli" channel, which the audit records.
+        with acting(channel="cli"):
+            code = app(standalone_mode=False)
     except GovflowError as exc:
         _fail(str(exc), 2)
     except NoArgsIsHelpError:

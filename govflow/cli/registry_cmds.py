@@ -141,14 +141,19 @@ def print_version(v: ModelVersion) -> None:
         console.print(f"data     {d.role.value}: {d.uri} sha256={(d.sha256 or '-')[:12]} rows={d.rows}")
     for a in v.approvals:
         mark = "" if a.current else " (earlier review)"
+        how = f" via {a.channel}" if a.channel else ""
+        claim = f", typed name {a.claimed_by!r}" if a.claimed_by else ""
         console.print(
-            f"decision {a.decision.value} by {a.actor} for {a.target_stage.value}"
-            f" at {fmt_time(a.at)}{mark}: {a.reason or ''}"
+            f"decision {a.decision.value} by {a.actor}{how}{claim} for {a.target_stage.value}"
+            f" at {fmt_time(a.at)}{mark}: {a.reason or ''}",
+            markup=False,
         )
     for e in v.evidence:
         console.print(
             f"gate     {e.gate}: {'passed' if e.passed else 'FAILED'} value={e.value} threshold={e.threshold}"
         )
+    for w in v.waivers:
+        console.print(f"waiver   {w.gate} by {w.actor} at {fmt_time(w.at)}: {w.reason}", markup=False)
 
 
 @app.command()
@@ -174,10 +179,23 @@ def approve(
     version: VersionArg,
     reason: Annotated[str | None, typer.Option("--reason")] = None,
     stage: Annotated[str, typer.Option("--stage", help="Target stage of the approval.")] = "production",
+    code: Annotated[
+        bool,
+        typer.Option(
+            "--code", help="Print a one-time approval code for the approval form instead of approving."
+        ),
+    ] = False,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Approve a version for STAGE (default production). The registrant may not approve."""
+    """Approve a version for STAGE (default production). The registrant may not approve.
+
+    With --code, approve nothing now: print a one-time code bound to you and this version, to
+    paste into the Code field of the Prefect approval form.
+    """
+    if code:
+        _print_code(name, version, reason=reason, stage=stage, actor=actor, json_out=json_out)
+        return
     a = open_registry().approve(name, version, reason=reason, actor=actor, stage=stage)
     resumed = _resume_waiting(name, version, approve=True, actor=a.actor, reason=reason)
     if json_out:
@@ -188,6 +206,47 @@ def approve(
         console.print(f"{name}/{version} approved by {a.actor} for {a.target_stage.value}")
         if resumed:
             console.print(f"resumed paused flow run {resumed}")
+
+
+CODE_VALID_FOR = 600  # seconds: long enough to switch to the browser, short enough to be useless later
+
+
+def _print_code(
+    name: str, version: int, *, reason: str | None, stage: str, actor: str | None, json_out: bool
+) -> None:
+    # The form carries the reason and decides production only; say so rather than drop the options.
+    if reason is not None:
+        raise InvalidInput("--reason: with --code, give the reason in the approval form", field="reason")
+    if stage != "production":
+        raise InvalidInput("--stage: an approval code is for production only", field="stage")
+    text = open_registry().approval_code(name, version, actor=actor, valid_for=CODE_VALID_FOR)
+    minutes = CODE_VALID_FOR // 60
+    if json_out:
+        emit_json({"model": name, "version": version, "code": text, "valid_for": CODE_VALID_FOR})
+        return
+    # Plain print: the code is meant to be copied, so no markup or wrapping.
+    print(text)
+    print(
+        f"one-time approval code for {name}/{version}, valid {minutes} minutes: paste it into the Code "
+        "field of the paused run's approval form, switch Approve on and resume"
+    )
+
+
+@app.command()
+def waive(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: VersionArg,
+    gate: Annotated[str, typer.Argument(help="The gate whose failed result is waived.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the failure is accepted (required).")],
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Waive the failed latest result of GATE on a version (approver; audited; policy may forbid it)."""
+    w = open_registry().waive(name, version, gate, reason=reason, actor=actor)
+    if json_out:
+        emit_json({"model": name, "version": version, **w.model_dump(mode="json")})
+    else:
+        console.print(f"{name}/{version}: gate {w.gate} waived by {w.actor}: {w.reason}")
 
 
 @app.command()
