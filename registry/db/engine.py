@@ -3,6 +3,10 @@
 Write transactions take the write lock up front: ``BEGIN IMMEDIATE`` on SQLite, and on
 PostgreSQL ``SELECT … FOR UPDATE`` on the audit chain head. Every writer therefore queues on the
 same lock in the same order, so there are no deadlocks and the audit chain is appended serially.
+
+On PostgreSQL a loopback round trip costs about 0.1 ms, so the hot paths count them: reads run in
+autocommit (one round trip per statement, no BEGIN/ROLLBACK), a write sends BEGIN and the lock in
+one message, and a pooled connection is pinged only after it sat idle.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from registry.canonical import canonical_text
-from registry.db.tables import audit_head
 from registry.errors import GovflowError, InvalidInput, StorageError
 
 T = TypeVar("T")
 RETRIES = 5
 SQLITE_BUSY_MS = 30_000
+IDLE_PING_S = 10.0  # a pooled PostgreSQL connection idle longer than this is pinged before use
+# One message, one round trip: open the write transaction and take the chain-head lock.
+PG_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
@@ -69,14 +75,38 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(
-            parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=canonical_text
-        )
+        return _pg_engine(parsed)
     raise InvalidInput(
         f"registry url: backend {parsed.get_backend_name()!r} is not supported "
         "(use sqlite:/// or postgresql+psycopg://)",
         field="url",
     )
+
+
+def _pg_engine(parsed: sa.engine.URL) -> Engine:
+    # LIFO reuse keeps a few connections warm, with their prepared statements.
+    engine = sa.create_engine(
+        parsed, pool_size=5, max_overflow=5, pool_use_lifo=True, json_serializer=canonical_text
+    )
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # pool_pre_ping would cost a round trip on every call; a connection in steady use is alive.
+        if dbapi_conn.closed or dbapi_conn.broken:
+            raise sa.exc.DisconnectionError("connection closed")
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+    return engine
 
 
 class Database:
@@ -86,6 +116,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        self._pg = self.dialect == "postgresql"
+        # PostgreSQL reads and writes run on autocommit connections: reads need no transaction
+        # (READ COMMITTED gives each statement its own snapshot anyway), writes open their own.
+        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
         self._db_user: str | None = None
         self._db_user_known = False
 
@@ -101,7 +135,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction."""
+        """A connection for reads.
+
+        SQLite: one read transaction (one WAL snapshot). PostgreSQL: autocommit statements,
+        which is what READ COMMITTED gives inside a transaction too, minus BEGIN and COMMIT.
+        Readers that need one snapshot across statements use ``snapshot()``.
+        """
+        if self._pg:
+            with self.translate(), self._auto.connect() as conn:
+                yield conn
+            return
         with self.translate(), self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -115,17 +158,16 @@ class Database:
         does (WAL).
         """
         with self.translate(), self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            if self._pg:
+                # One BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, no separate SET TRANSACTION.
+                conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
-                if self.dialect == "postgresql":
-                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                 yield conn
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
-        """A connection for a single-statement read (no explicit transaction block)."""
-        with self.translate(), self.engine.connect() as conn:
+        """A connection for a single-statement read (autocommit on PostgreSQL)."""
+        with self.translate(), self._auto.connect() as conn:
             yield conn
 
     def transact(self, work: Callable[[Connection], T]) -> T:
@@ -136,16 +178,14 @@ class Database:
         """
         for attempt in range(RETRIES):
             try:
+                if self._pg:
+                    return self._pg_transact(work)
                 with (
                     self.translate(retry=True),
                     self.engine.connect().execution_options(govflow_write=True) as conn,
+                    conn.begin(),
                 ):
-                    with conn.begin():
-                        if self.dialect == "postgresql":
-                            conn.execute(
-                                sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update()
-                            )
-                        return work(conn)
+                    return work(conn)
             except _Retry:
                 if attempt == RETRIES - 1:
                     raise StorageError(
@@ -153,6 +193,19 @@ class Database:
                     ) from None
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")
+
+    def _pg_transact(self, work: Callable[[Connection], T]) -> T:
+        # The connection is in autocommit, so the transaction is ours: BEGIN with the lock, then
+        # COMMIT, or ROLLBACK on any error (the pool's reset would too; this keeps it explicit).
+        with self.translate(retry=True), self._auto.connect() as conn:
+            conn.exec_driver_sql(PG_BEGIN_WRITE)
+            try:
+                result = work(conn)
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+            return result
 
     @property
     def safe_url(self) -> str:
@@ -179,6 +232,15 @@ class Database:
 
 class _Retry(Exception):
     """Internal: the transaction hit a transient conflict and should be run again."""
+
+
+def _rollback_quietly(conn: Connection) -> None:
+    # A lost connection cannot roll back; the server drops its transaction with it.
+    try:
+        if not conn.invalidated:
+            conn.exec_driver_sql("ROLLBACK")
+    except SQLAlchemyError:
+        pass
 
 
 def _first_line(exc: BaseException) -> str:
