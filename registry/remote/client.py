@@ -101,14 +101,19 @@ class RemoteRegistry(ModelIO, Users):
     # --- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> bytes:
-        actor = body.pop("actor", None) if body is not None else kw.pop("actor", None)
+        """One call; an ``actor`` (in ``body`` or ``kw``) is sent as a claim the server checks."""
+        holder = body if body is not None and "actor" in body else kw if "actor" in kw else None
         on_behalf = None
-        if self.on_behalf and isinstance(actor, str):
-            on_behalf, actor = actor, None
-        if body is not None:
-            body["actor"] = actor
-        elif actor is not None:
-            kw.setdefault("params", {})["actor"] = actor
+        if holder is not None:
+            actor = holder.pop("actor")
+            if self.on_behalf and isinstance(actor, str):
+                on_behalf, actor = actor, None
+            elif actor is None and not self.on_behalf:
+                actor = os.environ.get("GOVFLOW_ACTOR") or None  # a claim: refused unless it is us
+            if body is not None:
+                body["actor"] = actor
+            elif actor is not None:
+                kw["params"] = {**kw.get("params", {}), "actor": actor}
         return self.transport.call(method, path, json=body, on_behalf_of=on_behalf, **kw).content
 
     @property

@@ -1,0 +1,63 @@
+"""``govflow server``: the registry server. It alone holds the database URL and the artifact root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from govflow.cli import app
+from registry.errors import InvalidInput
+
+
+@app.command("server")
+def server_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 5000,
+    init_admin: Annotated[
+        str | None, typer.Option("--init-admin", help="Create the first admin (empty users table only).")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Where --init-admin writes the admin token (mode 0600).")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's own log level.")] = "info",
+) -> None:
+    """Serve the registry API over HTTP; every request but /health needs a token or an OIDC JWT.
+
+    Reads GOVFLOW_REGISTRY_URL (a database URL), GOVFLOW_ARTIFACT_ROOT, GOVFLOW_POLICY (seeds an
+    empty registry only) and GOVFLOW_OIDC_*. The default policy of a new registry counts only
+    authenticated approvals.
+    """
+    if not 0 < port <= 65535:
+        raise InvalidInput(f"--port: {port} is not a TCP port", field="port")
+    if (init_admin is None) != (token_file is None):
+        raise InvalidInput("--init-admin and --token-file go together", field="init_admin")
+    db_url = os.environ.get("GOVFLOW_REGISTRY_URL", "")
+    if db_url.startswith(("http://", "https://")):
+        raise InvalidInput(
+            "GOVFLOW_REGISTRY_URL: the server needs a database URL (sqlite:///… or postgresql+psycopg://…), "
+            f"not the server address {db_url}",
+            field="GOVFLOW_REGISTRY_URL",
+        )
+    import uvicorn  # loaded only for this command
+
+    from registry import Registry, identity
+    from registry.auth.admin import init_admin as make_admin
+    from registry.auth.authenticate import Authenticator, OIDCConfig
+    from registry.policy import Policy
+    from registry.service import create_app
+
+    oidc = OIDCConfig.from_env()
+    registry = Registry(url=db_url or None, default_policy=Policy(authenticated_approvals=True))
+    try:
+        if init_admin is not None and token_file is not None:
+            with identity.acting(channel="server"):
+                made = make_admin(registry, init_admin, token_file)
+            typer.echo(f"admin {made.name}: token written to {token_file} (mode 0600)")
+        application = create_app(registry, Authenticator(registry.db, oidc))
+        typer.echo(f"govflow server on http://{host}:{port} (API under /api/v1, OpenAPI at /openapi.json)")
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, lifespan="off")
+    finally:
+        registry.close()
