@@ -113,6 +113,6 @@ def test_self_approval_is_refused_reasked_then_rejected(pipeline) -> None:
     assert result["outcome"] == "rejected" and "separation of duties" in result["reason"]
     reg = pipeline.registry()
     actions = _actions(reg)
-    assert actions.count("approval.refused") == 2
+    assert actions.count("custom.approval_refused") == 2
     assert "version.approved" not in actions and "version.promoted" not in actions
     assert reg.get_version(MODEL, 1).stage == Stage.DEVELOPMENT
