@@ -83,10 +83,18 @@ def init_admin(registry_or_db: RegistryBase | Database, name: str, token_file: P
         db = registry_or_db
         ensure_schema(db)
 
-        def append(conn: Connection, at: Any, actor: str, action: str, model: Any, version: Any, payload: Any) -> Any:
+        def append(
+            conn: Connection, at: Any, actor: str, action: str, model: Any, version: Any, payload: Any
+        ) -> Any:
             body = {**payload, "via": identity.current().via()}
             return audit.append(
-                conn, at=at, actor=actor, action=action, model=model, version=version, payload=body,
+                conn,
+                at=at,
+                actor=actor,
+                action=action,
+                model=model,
+                version=version,
+                payload=body,
                 db_user=db.db_user,
             )
 
@@ -97,9 +105,13 @@ def init_admin(registry_or_db: RegistryBase | Database, name: str, token_file: P
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        raise InvalidInput(f"token file: {path} already exists; choose a new path", field="token_file") from None
+        raise InvalidInput(
+            f"token file: {path} already exists; choose a new path", field="token_file"
+        ) from None
     except OSError as exc:
-        raise InvalidInput(f"token file: cannot create {path}: {exc.strerror or exc}", field="token_file") from None
+        raise InvalidInput(
+            f"token file: cannot create {path}: {exc.strerror or exc}", field="token_file"
+        ) from None
 
     def work(conn: Connection) -> NewToken:
         if users.count(conn) > 0:

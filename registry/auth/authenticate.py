@@ -53,7 +53,9 @@ class Authenticator:
             return self._token(credential)
         if credential.count(".") == 2:
             if self.oidc is None:
-                raise Unauthenticated("JWT: OIDC is not configured on this server; use an API token (gft_...)")
+                raise Unauthenticated(
+                    "JWT: OIDC is not configured on this server; use an API token (gft_...)"
+                )
             name, roles = self.oidc.verify(credential)
             return Principal(name=name, roles=roles, source="oidc")
         raise Unauthenticated("credential: neither an API token (gft_...) nor a JWT")
@@ -102,7 +104,9 @@ def bearer(header: str | None) -> str:
         raise Unauthenticated(NO_CREDENTIAL)
     scheme, _, credential = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise Unauthenticated("authorization: only the Bearer scheme is accepted (Authorization: Bearer <token>)")
+        raise Unauthenticated(
+            "authorization: only the Bearer scheme is accepted (Authorization: Bearer <token>)"
+        )
     credential = credential.strip()
     if not credential:
         raise Unauthenticated(NO_CREDENTIAL)

@@ -147,7 +147,9 @@ class OIDCVerifier:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")
             if alg not in ALGORITHMS:
-                raise Unauthenticated(f"JWT: algorithm {alg!r} is not accepted (only {', '.join(ALGORITHMS)})")
+                raise Unauthenticated(
+                    f"JWT: algorithm {alg!r} is not accepted (only {', '.join(ALGORITHMS)})"
+                )
             key = self._keys.get_signing_key(header.get("kid"))
             return jwt.decode(
                 token,

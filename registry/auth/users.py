@@ -46,7 +46,9 @@ def check_lifetime(expires_in: Any) -> timedelta | None:
     if not isinstance(expires_in, timedelta):
         raise InvalidInput(f"expires_in: {expires_in!r} must be a duration (timedelta)", field="expires_in")
     if expires_in <= timedelta(0) or expires_in > MAX_LIFETIME:
-        raise InvalidInput(f"expires_in: {expires_in} must be positive and at most 10 years", field="expires_in")
+        raise InvalidInput(
+            f"expires_in: {expires_in} must be positive and at most 10 years", field="expires_in"
+        )
     return expires_in
 
 

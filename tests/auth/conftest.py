@@ -9,6 +9,7 @@ import pytest
 
 from registry import Policy, Registry
 from registry.auth.admin import UserAdmin
+from tests.fixtures.backends import create_pg_database, drop_pg_database
 
 ADMIN = ("root", frozenset({"admin"}))
 
@@ -32,12 +33,21 @@ def users_reg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserR
         reg.close()
 
 
-@pytest.fixture
-def any_users_reg(backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserRegistry]:
-    """A fresh registry on each backend (SQLite and PostgreSQL)."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_users_reg(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[UserRegistry]:
+    """A fresh embedded registry on each database (SQLite and PostgreSQL)."""
     monkeypatch.setenv("GOVFLOW_ACTOR", "root")
-    reg = open_user_registry(backend_url, tmp_path)
+    if request.param == "sqlite":
+        url, admin = f"sqlite:///{tmp_path / 'registry.db'}", None
+    else:
+        admin = request.getfixturevalue("pg_server")
+        url = create_pg_database(admin)
+    reg = open_user_registry(url, tmp_path)
     try:
         yield reg
     finally:
         reg.close()
+        if admin is not None:
+            drop_pg_database(admin, url)

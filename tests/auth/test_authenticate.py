@@ -55,7 +55,9 @@ class TestTokensOnEachBackend:
         with pytest.raises(Unauthenticated, match="token revoked"):
             auth.authenticate(f"Bearer {new.token}")
 
-    def test_rotate_binds_on_the_next_request_after_a_cached_success(self, any_users_reg: UserRegistry) -> None:
+    def test_rotate_binds_on_the_next_request_after_a_cached_success(
+        self, any_users_reg: UserRegistry
+    ) -> None:
         old = any_users_reg.add_user("carol", ["operator"])
         auth = Authenticator(any_users_reg.db)
         auth.authenticate(f"Bearer {old.token}")

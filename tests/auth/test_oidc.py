@@ -119,7 +119,9 @@ def test_unknown_kid_is_refused(auth: Authenticator, keys: dict[str, Any]) -> No
 
 
 def test_alg_none_is_refused(auth: Authenticator) -> None:
-    _refused(auth, js.unsigned({"alg": "none", "typ": "JWT", "kid": "k1"}, js.claims()), "'none' is not accepted")
+    _refused(
+        auth, js.unsigned({"alg": "none", "typ": "JWT", "kid": "k1"}, js.claims()), "'none' is not accepted"
+    )
     _refused(auth, js.unsigned({"alg": "None", "kid": "k1"}, js.claims()), "is not accepted")
 
 
