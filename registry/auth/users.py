@@ -126,13 +126,28 @@ def count(conn: Connection) -> int:
 
 
 def revoke(conn: Connection, name: Any, *, actor: str, at: datetime, append: Append) -> UserInfo:
-    """Revoke a user's token at once; refuses an unknown or already revoked user."""
+    """Revoke a user's token at once.
+
+    Refuses an unknown or already revoked user, and the last active admin (nobody could manage
+    users after it).
+    """
     row = _row_by_name(conn, name)
     if row.revoked_at is not None:
         raise Refused(f"name: user {row.name!r} is already revoked")
+    if "admin" in row.roles and _active_admins(conn, at) == {row.id}:
+        raise Refused(
+            f"name: {row.name!r} is the last active admin; add another admin first (or rotate its token)"
+        )
     conn.execute(users.update().where(users.c.id == row.id).values(revoked_at=at))
     append(conn, at, actor, "user.revoked", None, None, {"name": row.name, "roles": list(row.roles)})
     return _info(conn.execute(sa.select(users).where(users.c.id == row.id)).one(), at)
+
+
+def _active_admins(conn: Connection, at: datetime) -> set[int]:
+    rows = conn.execute(
+        sa.select(users.c.id, users.c.roles, users.c.expires_at).where(users.c.revoked_at.is_(None))
+    ).all()
+    return {r.id for r in rows if "admin" in r.roles and (r.expires_at is None or r.expires_at > at)}
 
 
 def rotate(
