@@ -106,3 +106,43 @@ def test_works_on_a_bare_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert Authenticator(db).authenticate(f"Bearer {new.token}").roles == frozenset({"admin"})
     finally:
         db.dispose()
+
+
+def _race(url: str, folder: str, index: int) -> str:
+    from registry.auth.admin import init_admin
+    from registry.db import Database
+
+    db = Database(url)
+    try:
+        init_admin(db, f"admin{index}", Path(folder) / f"{index}.token")
+        return "made"
+    except Refused:
+        return "refused"
+    finally:
+        db.dispose()
+
+
+def test_concurrent_bootstraps_make_exactly_one_admin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setenv("GOVFLOW_ACTOR", "ops")
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    init = Database(url)
+    from registry.db.migrate import ensure_schema
+
+    ensure_schema(init)  # the schema first, so the processes race only for the first admin
+    init.dispose()
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.starmap(_race, [(url, str(tmp_path), i) for i in range(3)])
+    assert sorted(results) == ["made", "refused", "refused"]
+    files = sorted(p.name for p in tmp_path.glob("*.token"))
+    assert len(files) == 1
+    winner = files[0].split(".")[0]
+    db = Database(url)
+    try:
+        token = (tmp_path / files[0]).read_text().strip()
+        assert Authenticator(db).authenticate(f"Bearer {token}").name == f"admin{winner}"
+    finally:
+        db.dispose()
