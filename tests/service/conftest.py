@@ -52,7 +52,7 @@ def unchanged(registry_server: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def team(registry_server: Any, tmp_path: Any) -> dict[str, Any]:
-    """A registered model churn/1 by bob (pipeline), plus clients for each role."""
+    """churn/1 registered by bob (pipeline) and staged, plus a client per role."""
     h = registry_server
     clients = {
         "admin": h.client(),
@@ -64,5 +64,6 @@ def team(registry_server: Any, tmp_path: Any) -> dict[str, Any]:
     path = tmp_path / "model.bin"
     path.write_bytes(b"churn model bytes")
     clients["bob"].register("churn", path, metrics={"auc": 0.91})
+    clients["bob"].transition("churn", 1, "staging")
     clients["path"] = path
     return clients
