@@ -140,15 +140,31 @@ def pg_reachable() -> str | None:
 ROLES = ("pipeline", "approver", "operator", "reader")
 
 
-def start_govflow(db_url: str, artifact_root: Path, root: Path, stack: ExitStack) -> tuple[str, dict[str, str]]:
+def start_govflow(
+    db_url: str, artifact_root: Path, root: Path, stack: ExitStack
+) -> tuple[str, dict[str, str]]:
     """``govflow server`` on a free port (stopped by ``stack``); (URL, a token per role)."""
     import sys
 
     port = free_port()
     token_file = root / "admin.token"
     env = {"GOVFLOW_REGISTRY_URL": db_url, "GOVFLOW_ARTIFACT_ROOT": str(artifact_root), "GOVFLOW_POLICY": ""}
-    cmd = [sys.executable, "-m", "govflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--init-admin", "bench", "--token-file", str(token_file), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "govflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--init-admin",
+        "bench",
+        "--token-file",
+        str(token_file),
+        "--log-level",
+        "warning",
+    ]
     url = f"http://127.0.0.1:{port}"
     stack.enter_context(running(Server("govflow server", cmd, env, root / "govflow.log", url + "/health")))
     tokens = {"admin": token_file.read_text().strip()}

@@ -36,7 +36,9 @@ class Client(threading.Thread):
         super().__init__(name=f"load-{index}", daemon=True)
         from registry import Registry
 
-        self.regs = {role: Registry(url, token=tokens[role]) for role in ("pipeline", "approver", "operator", "reader")}
+        self.regs = {
+            role: Registry(url, token=tokens[role]) for role in ("pipeline", "approver", "operator", "reader")
+        }
         self.model = f"load-{index}"
         self.folder, self.until = folder, until
         self.rng = random.Random(index)
@@ -92,8 +94,8 @@ class Client(threading.Thread):
                 self.timed("register", lambda p=path: self.regs["pipeline"].register(SHARED, p))
                 path.unlink()
             elif self.rollback_next:
-                op = self.regs["operator"]
-                self.timed("rollback", lambda: op.rollback(self.model, reason="load: alternate"))
+                ops = self.regs["operator"]
+                self.timed("rollback", lambda r=ops: r.rollback(self.model, reason="load: alternate"))
                 self.rollback_next = False
             else:
                 self.rollback_next = self.promote_new()
@@ -170,7 +172,9 @@ def run(quick: bool = False) -> str:
     for op in ("resolve", "register", "stage", "approve", "promote", "rollback"):
         values = res["times"].get(op, [])
         if values:
-            lines.append(f"| {op} | {len(values):,} | {percentile(values, 0.5):.1f} | {percentile(values, 0.99):.1f} |")
+            lines.append(
+                f"| {op} | {len(values):,} | {percentile(values, 0.5):.1f} | {percentile(values, 0.99):.1f} |"
+            )
     if res["errors"]:
         lines += ["", "First errors:", ""] + [f"- `{e}`" for e in res["errors"][:5]]
     return "\n".join(lines) + "\n"

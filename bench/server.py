@@ -16,7 +16,6 @@ through HTTP:
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import sys
 import tempfile
@@ -24,13 +23,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
 import sqlalchemy as sa
 
 from bench.harness import (
     Server,
     clone_rows,
-    fresh_file,
     free_port,
+    fresh_file,
     p50_ms,
     pg_database,
     pg_reachable,
@@ -100,9 +100,21 @@ class Mlflow:
         from mlflow.tracking import MlflowClient
 
         port = free_port()
-        cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", db_url,
-               "--serve-artifacts", "--artifacts-destination", str(root / "ml-art"),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        cmd = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            db_url,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(root / "ml-art"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         url = f"http://127.0.0.1:{port}"
         stack.enter_context(running(Server("mlflow server", cmd, {}, root / "mlflow.log", url + "/health")))
         self.client = MlflowClient(tracking_uri=url, registry_uri=url)
@@ -139,7 +151,9 @@ def _fill_govflow(db_url: str, root: Path, size: int) -> None:
     from registry import Policy, Registry
     from registry.db.tables import models, stage_history, versions
 
-    reg = Registry(url=db_url, artifact_root=str(root / "gf-art"), default_policy=Policy(authenticated_approvals=True))
+    reg = Registry(
+        url=db_url, artifact_root=str(root / "gf-art"), default_policy=Policy(authenticated_approvals=True)
+    )
     try:
         reg.register(MODEL, fresh_file(root / "template.bin", MIB), actor="bench-pipeline")
         with reg.db.engine.begin() as conn:
@@ -147,7 +161,11 @@ def _fill_govflow(db_url: str, root: Path, size: int) -> None:
             first = row.pop("id")
             clone_rows(conn, versions, row, [{"version": v} for v in range(2, size + 1)])
             conn.execute(models.update().values(last_version=size))
-            hist = dict(conn.execute(sa.select(stage_history).where(stage_history.c.version_id == first)).mappings().one())
+            hist = dict(
+                conn.execute(sa.select(stage_history).where(stage_history.c.version_id == first))
+                .mappings()
+                .one()
+            )
             hist.pop("id")
             made = conn.execute(sa.select(versions.c.id, versions.c.version).where(versions.c.version > 1))
             clone_rows(conn, stage_history, hist, [{"version_id": i, "version": v} for i, v in made])
@@ -214,7 +232,7 @@ def run(quick: bool = False) -> str:
         f"## Server: `govflow server` vs `mlflow server` {mlflow.__version__} over HTTP",
         "",
         "Command: `make bench` (`python -m bench.server`). Each server is a subprocess on loopback with one "
-        "worker process, reached through its own client (govflow `Registry(\"http://…\")`, MLflow "
+        'worker process, reached through its own client (govflow `Registry("http://…")`, MLflow '
         "`MlflowClient`), on a fresh database of the same backend. Both are bulk-filled to "
         f"{size:,} versions; the timed calls go through HTTP. p50 in ms, GC off in the client; "
         f"register and promote {reps} times, resolve {reps * 5}, the page {max(10, reps // 4)}. govflow's "
@@ -230,7 +248,9 @@ def run(quick: bool = False) -> str:
         for op in OPS:
             g, m = res["govflow"][op], res["mlflow"][op]
             met = "met" if m / g >= TARGETS[op] else "**not met**"
-            lines.append(f"| {kind} | {op} | {g:.2f} | {m:.2f} | {m / g:.1f}x | >= {TARGETS[op]:.0f}x, {met} |")
+            lines.append(
+                f"| {kind} | {op} | {g:.2f} | {m:.2f} | {m / g:.1f}x | >= {TARGETS[op]:.0f}x, {met} |"
+            )
     if "postgres" not in results:
         lines += ["", f"PostgreSQL was unreachable ({pg_reachable()}); only SQLite ran."]
     return "\n".join(lines) + "\n"
