@@ -229,8 +229,16 @@ class RemoteRegistry(ModelIO, Users):
         body = {"reason": reason, "actor": actor, "stage": _stage(stage), "claimed_by": claimed_by}
         return Approval.model_validate_json(self._call("POST", _v(name, version) + "/reject", body))
 
-    def approval_code(self, name: str, version: int, *, actor: str | None = None, valid_for: int = 600) -> str:
-        body = {"actor": actor, "valid_for": valid_for}
+    def approval_code(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str | None = None,
+        valid_for: int = 600,
+        stage: str | Stage = Stage.PRODUCTION,
+    ) -> str:
+        body = {"actor": actor, "valid_for": valid_for, "stage": _stage(stage)}
         return TypeAdapter(dict[str, str]).validate_json(
             self._call("POST", _v(name, version) + "/approval-code", body)
         )["code"]

@@ -65,7 +65,9 @@ def reject(name: str, version: int, body: DecisionBody, c: Call = Depends(call))
 @router.post(VERSION + "/approval-code", response_model=CodeOut)
 def approval_code(name: str, version: int, body: CodeBody, c: Call = Depends(call)) -> Response:
     """Issue a one-time approval code bound to the caller and this version."""
-    code = c.run(c.registry.approval_code, name, version, actor=body.actor, valid_for=body.valid_for)
+    code = c.run(
+        c.registry.approval_code, name, version, actor=body.actor, valid_for=body.valid_for, stage=body.stage
+    )
     return ok({"code": code})
 
 

@@ -44,6 +44,7 @@ class ApproveBody(DecisionBody):
 
 class CodeBody(Body):
     valid_for: Any = Field(default=600, description="Seconds the code stays valid.")
+    stage: Any = Field(default="production", description="Stage the approval is for.")
 
 
 class WaiveBody(Body):
