@@ -10,6 +10,7 @@ form approval count. A reject from the form always counts.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from uuid import UUID
 
@@ -50,6 +51,14 @@ class ApprovalInput(RunInput):
         description="Optional: a one-time code from `govflow approve NAME V --code`; "
         "it records the approval as the identity that asked for the code.",
     )
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~-])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` escaped for the form's Markdown, so a typed name cannot add links, HTML or layout."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
 def form_notice(model: str, version: int, *, authenticated_only: bool) -> str:

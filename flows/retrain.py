@@ -12,6 +12,7 @@ from flows import card, events
 from flows.approval import (
     ApprovalInput,
     already_decided,
+    markdown_text,
     names_actor,
     record_form_decision,
     wait_for_decision,
@@ -146,7 +147,7 @@ def _approval_loop(
                 reason = f"approval refused twice; last: {exc}"
                 _reject(reg, v, flow_actor, reason)
                 return "rejected", approver, reason
-            note = f"Refused: {exc}. Another approver must decide."
+            note = markdown_text(f"Refused: {exc}. Another approver must decide.")
             continue
         try:
             promoter = approver if flow_actor is not None else None
@@ -154,9 +155,9 @@ def _approval_loop(
             return "promoted", approver, reason
         except ApprovalRequired as exc:
             if authenticated_only and claimed:
-                note = f"{typed}'s approval is recorded as a claim and does not count: {exc}"
+                note = markdown_text(f"{typed}'s approval is recorded as a claim and does not count: {exc}")
             else:
-                note = f"Approval recorded; more are needed: {exc}"
+                note = markdown_text(f"Approval recorded; more are needed: {exc}")
         except (GateFailed, Refused) as exc:
             # A gate now failing, or the version moved by hand while paused.
             _reject(reg, v, flow_actor, str(exc))

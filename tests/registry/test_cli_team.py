@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -363,3 +364,12 @@ def test_form_defaults_are_the_safe_answer() -> None:
     form = ApprovalInput()
     assert (form.approve, form.approver, form.code) == (False, "", "")
     assert "Code" in json.dumps(ApprovalInput.model_json_schema())
+
+
+def test_form_notes_cannot_carry_markdown_from_a_typed_name() -> None:
+    from flows.approval import markdown_text
+
+    note = markdown_text("Refused: [paste your code here](http://evil.example) <img src=x>\n# boss")
+    assert "\n" not in note
+    assert not re.search(r"(?<!\\)[\[\]()<>#]", note), note  # every one of them escaped
+    assert note.startswith("Refused: \\[paste")
