@@ -246,7 +246,7 @@ def waive(
     if json_out:
         emit_json({"model": name, "version": version, **w.model_dump(mode="json")})
     else:
-        console.print(f"{name}/{version}: gate {w.gate} waived by {w.actor}: {w.reason}")
+        console.print(f"{name}/{version}: gate {w.gate} waived by {w.actor}: {w.reason}", markup=False)
 
 
 @app.command()
