@@ -182,6 +182,7 @@ def test_a_weaker_client_policy_is_refused(
     registry_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, unchanged: Any
 ) -> None:
     h = registry_server
+    stored = h.client().policy_info()  # the stored policy, in force before the refusals below
     lax = tmp_path / "lax.toml"
     lax.write_text("authenticated_approvals = false\n")
     monkeypatch.setenv("GOVFLOW_POLICY", str(lax))
@@ -191,7 +192,7 @@ def test_a_weaker_client_policy_is_refused(
     with pytest.raises(errors.PolicyError, match="differs from the registry's policy"):
         RemoteRegistry(h.url, token=h.admin_token, policy=Policy())
     same = RemoteRegistry(h.url, token=h.admin_token, policy=h.client().policy)
-    assert same.policy.authenticated_approvals is True
+    assert same.policy.authenticated_approvals is True and same.policy_info().sha256 == stored.sha256
 
 
 def test_record_refuses_the_registry_namespaces(team: dict[str, Any], unchanged: Any) -> None:
