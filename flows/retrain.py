@@ -88,13 +88,14 @@ def _approval_loop(
     """
     log = get_run_logger()
     timeout = config.approval_timeout or reg.policy.approval_timeout_seconds
-    authenticated_only = reg.policy.authenticated_approvals
     # Behind a server the token names the actor; a name given here would be refused.
     flow_actor = actor if names_actor(reg) else None
     note: str | None = None
     refusals = 0
     while True:
         events.emit("approval-requested", v.model, v.version, actor, timeout=timeout)
+        # Read each round: an admin may change the policy while the run waits.
+        authenticated_only = reg.policy.authenticated_approvals
         answer = wait_for_decision(
             v,
             card.approval_description(v, report, champion, note),

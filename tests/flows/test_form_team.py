@@ -122,3 +122,25 @@ def test_cli_approval_counts_and_resumes_the_run(pipeline) -> None:
     assert (result["outcome"], result["approver"]) == ("promoted", "bob")
     (a,) = _registry(pipeline).get_version(MODEL, 1).approvals
     assert (a.actor, a.channel, a.claimed_by) == ("bob", "cli", None)
+
+
+def test_a_policy_set_while_the_run_waits_changes_the_next_form(pipeline) -> None:
+    seen: list[str] = []
+
+    def act() -> None:
+        run = _paused()
+        seen.append(_description(run))
+        _strict(pipeline)  # an admin tightens the policy while the run waits
+        resume_flow_run(run.id, run_input={"approve": True, "approver": "risk-officer", "reason": "typed"})
+        _left(run)
+        run = _paused()
+        seen.append(_description(run))
+        resume_flow_run(run.id, run_input={"approve": False, "approver": "risk-officer", "reason": "later"})
+
+    bot = in_background(act)
+    result = retrain(str(pipeline.base))
+    bot.join(5)
+    assert not bot.errors, bot.errors
+    assert result["outcome"] == "rejected"
+    assert "does not count" not in seen[0] and "does not count toward the approvals" in seen[1]
+    assert "version.promoted" not in [e.action for e in _registry(pipeline).audit_log(model=MODEL)]
