@@ -20,7 +20,8 @@ def server_cmd(
         str | None, typer.Option("--init-admin", help="Create the first admin (empty users table only).")
     ] = None,
     token_file: Annotated[
-        Path | None, typer.Option("--token-file", help="Where --init-admin writes the admin token (mode 0600).")
+        Path | None,
+        typer.Option("--token-file", help="Where --init-admin writes the admin token (mode 0600)."),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's own log level.")] = "info",
 ) -> None:

@@ -131,7 +131,13 @@ class RemoteRegistry(ModelIO, Users):
     # --- registration -----------------------------------------------------------------------
 
     def register(
-        self, name: str, artifact: str | Path, *, actor: str | None = None, artifact_format: str = "file", **fields: Any
+        self,
+        name: str,
+        artifact: str | Path,
+        *,
+        actor: str | None = None,
+        artifact_format: str = "file",
+        **fields: Any,
     ) -> ModelVersion:
         """Upload the artifact (streamed, digest-checked by the server), then register it."""
         check_name(name)
@@ -144,7 +150,13 @@ class RemoteRegistry(ModelIO, Users):
         return self.register_stored(name, blob.sha256, actor=actor, artifact_format=artifact_format, **fields)
 
     def register_stored(
-        self, name: str, sha256: str, *, actor: str | None = None, artifact_format: str = "file", **fields: Any
+        self,
+        name: str,
+        sha256: str,
+        *,
+        actor: str | None = None,
+        artifact_format: str = "file",
+        **fields: Any,
     ) -> ModelVersion:
         """Register a blob already stored on the server."""
         try:
@@ -171,9 +183,13 @@ class RemoteRegistry(ModelIO, Users):
     def resolve(self, ref: str) -> VersionRef:
         return VersionRef.model_validate_json(self._call("GET", "/api/v1/resolve", params={"ref": ref}))
 
-    def versions(self, name: str, *, limit: int | None = None, before: int | None = None) -> list[ModelVersion]:
+    def versions(
+        self, name: str, *, limit: int | None = None, before: int | None = None
+    ) -> list[ModelVersion]:
         params = {"limit": limit, "before": before}
-        return _many(ModelVersion, self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params))
+        return _many(
+            ModelVersion, self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params)
+        )
 
     def models(self) -> list[ModelSummary]:
         return _many(ModelSummary, self._call("GET", "/api/v1/models"))
@@ -192,12 +208,20 @@ class RemoteRegistry(ModelIO, Users):
         self, *, dataset: str | None = None, digest: str | None = None, commit: str | None = None
     ) -> list[dict[str, Any]]:
         params = {"dataset": dataset, "digest": digest, "commit": commit}
-        return TypeAdapter(list[dict[str, Any]]).validate_json(self._call("GET", "/api/v1/impact", params=params))
+        return TypeAdapter(list[dict[str, Any]]).validate_json(
+            self._call("GET", "/api/v1/impact", params=params)
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def transition(
-        self, name: str, version: int, stage: str | Stage, *, reason: str | None = None, actor: str | None = None
+        self,
+        name: str,
+        version: int,
+        stage: str | Stage,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> ModelVersion:
         body = {"stage": _stage(stage), "reason": reason, "actor": actor}
         return ModelVersion.model_validate_json(self._call("POST", _v(name, version) + "/transition", body))
@@ -213,7 +237,13 @@ class RemoteRegistry(ModelIO, Users):
         claimed_by: str | None = None,
         code: str | None = None,
     ) -> Approval:
-        body = {"reason": reason, "actor": actor, "stage": _stage(stage), "claimed_by": claimed_by, "code": code}
+        body = {
+            "reason": reason,
+            "actor": actor,
+            "stage": _stage(stage),
+            "claimed_by": claimed_by,
+            "code": code,
+        }
         return Approval.model_validate_json(self._call("POST", _v(name, version) + "/approve", body))
 
     def reject(
@@ -273,7 +303,9 @@ class RemoteRegistry(ModelIO, Users):
     def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None) -> None:
         check_name(alias, "alias")
         check_version(version)
-        self._call("PUT", f"/api/v1/models/{check_name(name)}/aliases/{alias}", {"version": version, "actor": actor})
+        self._call(
+            "PUT", f"/api/v1/models/{check_name(name)}/aliases/{alias}", {"version": version, "actor": actor}
+        )
 
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
         check_name(alias, "alias")
@@ -303,7 +335,14 @@ class RemoteRegistry(ModelIO, Users):
         payload: dict[str, Any] | None = None,
         actor: str | None = None,
     ) -> AuditEvent:
-        body = {"model": model, "version": version, "target": target, "ok": ok, "payload": payload, "actor": actor}
+        body = {
+            "model": model,
+            "version": version,
+            "target": target,
+            "ok": ok,
+            "payload": payload,
+            "actor": actor,
+        }
         return AuditEvent.model_validate_json(self._call("POST", "/api/v1/deployments", body))
 
     def note_pickle_load(
@@ -319,7 +358,8 @@ class RemoteRegistry(ModelIO, Users):
         report = VerifyReport.model_validate_json(self._call("GET", "/api/v1/audit/verify"))
         if raise_on_error and not report.ok:
             raise AuditChainBroken(
-                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}", seq=report.first_bad_seq or 0
+                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}",
+                seq=report.first_bad_seq or 0,
             )
         return report
 
@@ -359,11 +399,14 @@ class RemoteRegistry(ModelIO, Users):
     def policy_document(self, sha256: str) -> dict[str, Any] | None:
         if not isinstance(sha256, str) or not sha256.isalnum():
             return None
-        return TypeAdapter(dict[str, Any] | None).validate_json(self._call("GET", f"/api/v1/policies/{sha256}"))
+        return TypeAdapter(dict[str, Any] | None).validate_json(
+            self._call("GET", f"/api/v1/policies/{sha256}")
+        )
 
-    def set_policy(self, policy: Policy | str | Path, *, reason: str | None = None, actor: str | None = None) -> Any:
+    def set_policy(
+        self, policy: Policy | str | Path, *, reason: str | None = None, actor: str | None = None
+    ) -> Any:
         """Put ``policy`` (a Policy or a policy file) in force on the server (admin only)."""
         loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
         body = {"document": loaded.model_dump(mode="json"), "reason": reason, "actor": actor}
         return entities.PolicyInfo.model_validate_json(self._call("PUT", "/api/v1/policy", body))
-

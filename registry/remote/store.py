@@ -39,7 +39,9 @@ class RemoteArtifactStore(ArtifactStore):
         try:
             sha256, size = sha256_file(path)
         except OSError as exc:
-            raise ArtifactStoreError(f"artifact: cannot read {path}: {exc.strerror or exc}", location=str(path)) from None
+            raise ArtifactStoreError(
+                f"artifact: cannot read {path}: {exc.strerror or exc}", location=str(path)
+            ) from None
         response = self.transport.call(
             "PUT",
             f"/api/v1/blobs/{sha256}",

@@ -11,7 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.errors import GovflowError, InvalidInput
-from registry.service import problem, routes_audit, routes_blobs, routes_decisions, routes_users, routes_versions
+from registry.service import (
+    problem,
+    routes_audit,
+    routes_blobs,
+    routes_decisions,
+    routes_users,
+    routes_versions,
+)
 from registry.service.caller import Authenticator
 
 DEFAULT_MAX_UPLOAD = 5 * 1024**3  # 5 GiB
@@ -23,7 +30,8 @@ def _max_upload() -> int:
         return DEFAULT_MAX_UPLOAD
     if not raw.strip().isdigit() or int(raw) < 1:
         raise InvalidInput(
-            f"GOVFLOW_SERVER_MAX_UPLOAD: {raw!r} is not a positive number of bytes", field="GOVFLOW_SERVER_MAX_UPLOAD"
+            f"GOVFLOW_SERVER_MAX_UPLOAD: {raw!r} is not a positive number of bytes",
+            field="GOVFLOW_SERVER_MAX_UPLOAD",
         )
     return int(raw)
 

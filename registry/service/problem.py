@@ -41,9 +41,7 @@ def status_for(exc: GovflowError) -> int:
     return 400
 
 
-def body(
-    name: str, status: int, detail: str, *, field: str | None = None, **extra: Any
-) -> dict[str, Any]:
+def body(name: str, status: int, detail: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
     """The problem document."""
     out: dict[str, Any] = {
         "type": f"urn:govflow:error:{name}",

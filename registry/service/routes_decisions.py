@@ -99,7 +99,11 @@ def rollback(name: str, body: RollbackBody, c: Call = Depends(call)) -> Response
     """Demote the production version and restore the one before it."""
     return ok(
         c.run(
-            c.registry.rollback, name, reason=body.reason, actor=body.actor, expected_version=body.expected_version
+            c.registry.rollback,
+            name,
+            reason=body.reason,
+            actor=body.actor,
+            expected_version=body.expected_version,
         )
     )
 
@@ -114,4 +118,3 @@ def set_alias(name: str, alias: str, body: AliasBody, c: Call = Depends(call)) -
 def remove_alias(name: str, alias: str, actor: str | None = None, c: Call = Depends(call)) -> Response:
     c.run(c.registry.remove_alias, name, alias, actor=actor)
     return Response(status_code=204)
-

@@ -19,14 +19,18 @@ def _lifetime(seconds: Any) -> timedelta | None:
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < 10**10:
-        raise InvalidInput(f"expires_in: {seconds!r} must be a positive number of seconds", field="expires_in")
+        raise InvalidInput(
+            f"expires_in: {seconds!r} must be a positive number of seconds", field="expires_in"
+        )
     return timedelta(seconds=seconds)
 
 
 @router.post("", status_code=201)
 def add_user(body: UserBody, c: Call = Depends(call)) -> Response:
     """Create a user; the response carries the token, shown this once."""
-    return ok(c.run(lambda: c.registry.add_user(body.name, body.roles, expires_in=_lifetime(body.expires_in))), 201)
+    return ok(
+        c.run(lambda: c.registry.add_user(body.name, body.roles, expires_in=_lifetime(body.expires_in))), 201
+    )
 
 
 @router.get("")

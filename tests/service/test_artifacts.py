@@ -19,7 +19,9 @@ def _blob_path(h: Any, sha256: str) -> Path:
     return Path(h.registry.artifacts.root) / "sha256" / sha256[:2] / sha256
 
 
-def test_tampered_blob_is_caught_on_the_client_and_leaves_no_file(team: dict[str, Any], registry_server: Any, tmp_path: Path) -> None:
+def test_tampered_blob_is_caught_on_the_client_and_leaves_no_file(
+    team: dict[str, Any], registry_server: Any, tmp_path: Path
+) -> None:
     h = registry_server
     ref = team["rita"].resolve("churn/1")
     stored = _blob_path(h, ref.artifact_sha256)
@@ -60,7 +62,9 @@ def test_a_large_upload_streams_through_in_chunks(registry_server: Any, tmp_path
     assert hashlib.sha256(big.read_bytes()).hexdigest() == mv.artifact.sha256
 
 
-def test_an_upload_whose_bytes_do_not_match_the_digest_is_refused(registry_server: Any, unchanged: Any) -> None:
+def test_an_upload_whose_bytes_do_not_match_the_digest_is_refused(
+    registry_server: Any, unchanged: Any
+) -> None:
     h = registry_server
     claimed = hashlib.sha256(b"what I say").hexdigest()
     token = h.token("pipeline", name="pia")
@@ -70,7 +74,11 @@ def test_an_upload_whose_bytes_do_not_match_the_digest_is_refused(registry_serve
             content=b"what I send",
             headers={"Authorization": f"Bearer {token}"},
         )
-    assert r.status_code == 409 and r.json()["govflow_error"] == "DigestMismatch" and r.json()["field"] == "sha256"
+    assert (
+        r.status_code == 409
+        and r.json()["govflow_error"] == "DigestMismatch"
+        and r.json()["field"] == "sha256"
+    )
     assert not h.registry.artifacts.exists(claimed)
 
 
@@ -97,7 +105,9 @@ def test_an_upload_over_the_cap_is_refused_and_nothing_is_kept(
 
         with unchanged():
             r = httpx.put(
-                f"{h.url}/api/v1/blobs/{sha}", content=body(), headers={"Authorization": f"Bearer {h.admin_token}"}
+                f"{h.url}/api/v1/blobs/{sha}",
+                content=body(),
+                headers={"Authorization": f"Bearer {h.admin_token}"},
             )
         assert r.status_code == 413 and r.json()["field"] == "body"
         assert list(spool.iterdir()) == []

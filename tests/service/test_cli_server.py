@@ -61,8 +61,20 @@ def test_server_starts_with_a_first_admin(pg_server: str, tmp_path: Path) -> Non
     port = _free_port()
     token_file = tmp_path / "admin.token"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CODE, "server", "--port", str(port), "--init-admin", "ops",
-         "--token-file", str(token_file), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-c",
+            CODE,
+            "server",
+            "--port",
+            str(port),
+            "--init-admin",
+            "ops",
+            "--token-file",
+            str(token_file),
+            "--log-level",
+            "warning",
+        ],
         env=_env(GOVFLOW_REGISTRY_URL=url, GOVFLOW_ARTIFACT_ROOT=str(tmp_path / "artifacts")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

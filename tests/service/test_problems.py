@@ -28,11 +28,17 @@ def test_health_is_open_and_says_nothing(registry_server: Any) -> None:
 
 def test_openapi_lists_the_api(registry_server: Any) -> None:
     paths = _get(registry_server, "/openapi.json").json()["paths"]
-    for p in ("/api/v1/resolve", "/api/v1/models/{name}/versions/{version}/approve", "/api/v1/blobs/{sha256}"):
+    for p in (
+        "/api/v1/resolve",
+        "/api/v1/models/{name}/versions/{version}/approve",
+        "/api/v1/blobs/{sha256}",
+    ):
         assert p in paths
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer gft_nope", "Bearer a.b.c"])
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer gft_nope", "Bearer a.b.c"]
+)
 def test_no_or_bad_credential_is_401_problem(registry_server: Any, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     r = httpx.get(registry_server.url + "/api/v1/models", headers=headers)
@@ -46,7 +52,9 @@ def test_no_or_bad_credential_is_401_problem(registry_server: Any, header: str |
 
 
 def test_a_raw_token_without_bearer_is_refused(registry_server: Any) -> None:
-    r = httpx.get(registry_server.url + "/api/v1/models", headers={"Authorization": registry_server.admin_token})
+    r = httpx.get(
+        registry_server.url + "/api/v1/models", headers={"Authorization": registry_server.admin_token}
+    )
     assert r.status_code == 401
 
 
@@ -94,7 +102,9 @@ def test_unknown_route_is_a_problem(registry_server: Any) -> None:
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
 
 
-def test_unexpected_error_is_500_without_internals(registry_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_error_is_500_without_internals(
+    registry_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = registry_server
 
     def boom(*_a: Any, **_k: Any) -> Any:

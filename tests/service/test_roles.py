@@ -49,7 +49,9 @@ def test_reader_cannot_register(team: dict[str, Any], unchanged: Any) -> None:
     assert caught.value.field == "role" and "rita may not upload an artifact" in str(caught.value)
 
 
-def test_reader_cannot_upload_a_blob_directly(team: dict[str, Any], registry_server: Any, unchanged: Any) -> None:
+def test_reader_cannot_upload_a_blob_directly(
+    team: dict[str, Any], registry_server: Any, unchanged: Any
+) -> None:
     with unchanged(), pytest.raises(errors.Forbidden):
         team["rita"].artifacts.put(team["path"])
 
@@ -116,7 +118,9 @@ def test_govflow_actor_spoofing_is_refused(
     assert team["alice"].approve("churn", 1).actor == "alice"
 
 
-def test_strings_where_ints_belong_are_refused(team: dict[str, Any], registry_server: Any, unchanged: Any) -> None:
+def test_strings_where_ints_belong_are_refused(
+    team: dict[str, Any], registry_server: Any, unchanged: Any
+) -> None:
     with unchanged(), pytest.raises(errors.InvalidInput) as caught:
         team["alice"].approve("churn", "1")  # type: ignore[arg-type]
     assert caught.value.field == "version"
@@ -130,7 +134,9 @@ def test_strings_where_ints_belong_are_refused(team: dict[str, Any], registry_se
     assert r.status_code == 400 and r.json()["field"] == "expected_version"
 
 
-def test_non_admin_on_behalf_of_is_refused(team: dict[str, Any], registry_server: Any, unchanged: Any) -> None:
+def test_non_admin_on_behalf_of_is_refused(
+    team: dict[str, Any], registry_server: Any, unchanged: Any
+) -> None:
     h = registry_server
     token = h.token("approver", name="anna")
     sneaky = h.client(token, on_behalf=True)
@@ -148,7 +154,9 @@ def test_admin_on_behalf_of_is_audited_with_both_names(team: dict[str, Any], reg
     assert event.payload["via"] == {"channel": "api", "principal": "admin", "on_behalf_of": "alice"}
 
 
-def test_channel_header_is_recorded_and_checked(team: dict[str, Any], registry_server: Any, unchanged: Any) -> None:
+def test_channel_header_is_recorded_and_checked(
+    team: dict[str, Any], registry_server: Any, unchanged: Any
+) -> None:
     from registry import identity
 
     with identity.acting(channel="cli"):
