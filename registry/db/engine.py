@@ -29,8 +29,12 @@ T = TypeVar("T")
 RETRIES = 5
 SQLITE_BUSY_MS = 30_000
 IDLE_PING_S = 10.0  # a pooled PostgreSQL connection idle longer than this is pinged before use
-# One message, one round trip: open the write transaction and take the chain-head lock.
-PG_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"
+# One message, one round trip: open the write transaction, take the chain-head lock, read the head.
+PG_BEGIN_WRITE = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+)
+# ``conn.info`` key: the locked chain head (seq, hash), so the first append need not read it again.
+CHAIN_HEAD = "govflow_chain_head"
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
@@ -198,14 +202,36 @@ class Database:
         # The connection is in autocommit, so the transaction is ours: BEGIN with the lock, then
         # COMMIT, or ROLLBACK on any error (the pool's reset would too; this keeps it explicit).
         with self.translate(retry=True), self._auto.connect() as conn:
-            conn.exec_driver_sql(PG_BEGIN_WRITE)
             try:
+                conn.info[CHAIN_HEAD] = self._begin_write(conn)
                 result = work(conn)
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
                 _rollback_quietly(conn)
                 raise
+            finally:
+                conn.info.pop(CHAIN_HEAD, None)  # info outlives the checkout
             return result
+
+    def _begin_write(self, conn: Connection) -> tuple[int, str]:
+        # Sent on the driver connection: SQLAlchemy would close the cursor on BEGIN's empty result
+        # before the SELECT's row could be read. Driver errors are wrapped as SQLAlchemy's would be.
+        raw = conn.connection.driver_connection
+        try:
+            cur = raw.execute(PG_BEGIN_WRITE)
+            cur.nextset()
+            row = cur.fetchone()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                PG_BEGIN_WRITE,
+                None,
+                exc,
+                self.engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=bool(raw.closed or raw.broken),
+            ) from exc
+        if row is None:
+            raise StorageError(f"registry {self.safe_url}: the audit chain head row is missing")
+        return int(row[0]), str(row[1])
 
     @property
     def safe_url(self) -> str:
