@@ -30,9 +30,11 @@ mutate: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
 	$(BIN)/python -m bench.mutate
 
+# Every suite in one run (registry, audit, artifacts, checks, serving, server, load), written to
+# docs/benchmarks.md; the load run lasts GOVFLOW_LOAD_SECONDS (default 60). Not part of `make test`.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench
+	GOVFLOW_LOAD_SECONDS=$${GOVFLOW_LOAD_SECONDS:-60} $(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check registry checks flows deployments govflow tests bench
