@@ -50,6 +50,12 @@ def _cause(exc: BaseException) -> str:
     return f"`{head}`" + (f" (cause: `{root}`)" if root else "")
 
 
+def _plain(line: str) -> str:
+    """A table row or bullet as one readable line (cells joined, markup dropped)."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return " · ".join(c for c in cells if c).replace("**", "").lstrip("- ")
+
+
 def main() -> int:
     quick = "--quick" in sys.argv
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -76,6 +82,14 @@ def main() -> int:
         "so absolute figures are noisier than ratios.\n\n"
         f"Suites in this run: {status}.\n"
     )
+    missed = [
+        f"- {name}: {_plain(line)}"
+        for name, (st, text) in results.items()
+        if st == "ok"
+        for line in text.splitlines()
+        if "not met" in line
+    ]
+    header += "\nTargets not met in this run:\n\n" + ("\n".join(missed) if missed else "- none") + "\n"
     body = "\n".join(
         f"<!-- bench:{name} -->\n{text}<!-- /bench:{name} -->\n" for name, (_, text) in results.items()
     )

@@ -164,7 +164,8 @@ def run(quick: bool = False) -> str:
         f"Throughput: **{total / res['seconds']:.0f} calls/s** ({total:,} calls). Errors: "
         f"**{len(res['errors'])}**. Audit chain afterwards: "
         f"{'ok' if verify.ok else 'BROKEN at seq ' + str(verify.first_bad_seq)} ({verify.events:,} events); "
-        f"the shared model reached version {res['shared_versions']:,}.",
+        f"the shared model reached version {res['shared_versions']:,}. Target (0 errors, a valid chain): "
+        f"{'met' if verify.ok and not res['errors'] else '**not met**'}.",
         "",
         "| operation | calls | p50 ms | p99 ms |",
         "|---|---:|---:|---:|",
