@@ -84,7 +84,7 @@ def test_a_body_of_the_wrong_shape_is_400_naming_the_field(registry_server: Any)
 
 
 def test_refusal_is_409_and_rebuilt_as_the_same_class(team: dict[str, Any], registry_server: Any) -> None:
-    with pytest.raises(errors.IllegalTransition) as caught:
+    with pytest.raises(errors.ApprovalRequired) as caught:
         team["olga"].transition("churn", 1, "production")
     assert caught.value.model == "churn" and caught.value.version == 1
     r = _get(
@@ -94,7 +94,7 @@ def test_refusal_is_409_and_rebuilt_as_the_same_class(team: dict[str, Any], regi
         method="POST",
         json={"stage": "production"},
     )
-    assert r.status_code == 409 and r.json()["govflow_error"] == "IllegalTransition"
+    assert r.status_code == 409 and r.json()["govflow_error"] == "ApprovalRequired"
 
 
 def test_unknown_route_is_a_problem(registry_server: Any) -> None:
