@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from registry.errors import GovflowError, InvalidInput
 from registry.service import (
@@ -65,4 +66,6 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
 
     for module in (routes_versions, routes_decisions, routes_blobs, routes_audit, routes_users):
         app.include_router(module.router)
+    # The hot path first: same behaviour as the documented route, a fraction of its overhead.
+    app.router.routes.insert(0, Route("/api/v1/resolve", routes_versions.resolve_fast, methods=["GET"]))
     return app

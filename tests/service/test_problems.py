@@ -166,3 +166,19 @@ def test_cli_in_client_mode_with_a_revoked_token_prints_one_line(registry_server
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "revoked" in lines[0]
+
+
+def test_resolve_fast_path_behaves_like_the_documented_route(
+    team: dict[str, Any], registry_server: Any
+) -> None:
+    h = registry_server
+    auth = {"Authorization": f"Bearer {h.admin_token}"}
+    r = httpx.get(h.url + "/api/v1/resolve", headers=auth)
+    assert r.status_code == 400 and r.json()["field"] == "ref"
+    r = httpx.get(h.url + "/api/v1/resolve", params={"ref": "churn/1"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = httpx.get(h.url + "/api/v1/resolve", params={"ref": "churn@nowhere"}, headers=auth)
+    assert r.status_code == 404 and r.json()["govflow_error"] == "AliasNotFound"
+    r = httpx.get(h.url + "/api/v1/resolve", params={"ref": "churn/1"}, headers=auth)
+    assert r.status_code == 200 and r.json()["version"] == 1
+    assert "/api/v1/resolve" in httpx.get(h.url + "/openapi.json").json()["paths"]
