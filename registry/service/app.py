@@ -21,6 +21,7 @@ from registry.service import (
     routes_versions,
 )
 from registry.service.caller import Authenticator
+from registry.service.limits import BodyLimit, max_json
 
 DEFAULT_MAX_UPLOAD = 5 * 1024**3  # 5 GiB
 
@@ -40,8 +41,9 @@ def _max_upload() -> int:
 def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
     """The FastAPI app serving ``registry``; every route but ``/health`` needs a credential.
 
-    Reads GOVFLOW_SERVER_MAX_UPLOAD (bytes, default 5 GiB), GOVFLOW_SERVER_PRESIGN (1: hand out
-    presigned S3 URLs for downloads) and GOVFLOW_SERVER_UPLOAD_DIR (where uploads are spooled).
+    Reads GOVFLOW_SERVER_MAX_UPLOAD (bytes, default 5 GiB), GOVFLOW_SERVER_MAX_JSON (bytes of a
+    JSON request body, default 16 MiB), GOVFLOW_SERVER_PRESIGN (1: hand out presigned S3 URLs for
+    downloads) and GOVFLOW_SERVER_UPLOAD_DIR (where uploads are spooled).
     """
     app = FastAPI(
         title="govflow registry",
@@ -54,6 +56,7 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
     app.state.presign = os.environ.get("GOVFLOW_SERVER_PRESIGN", "") == "1"
     app.state.upload_dir = os.environ.get("GOVFLOW_SERVER_UPLOAD_DIR") or tempfile.gettempdir()
 
+    app.add_middleware(BodyLimit, cap=max_json())
     app.add_exception_handler(GovflowError, problem.on_govflow_error)
     app.add_exception_handler(RequestValidationError, problem.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problem.on_http_error)

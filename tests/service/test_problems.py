@@ -182,3 +182,21 @@ def test_resolve_fast_path_behaves_like_the_documented_route(
     r = httpx.get(h.url + "/api/v1/resolve", params={"ref": "churn/1"}, headers=auth)
     assert r.status_code == 200 and r.json()["version"] == 1
     assert "/api/v1/resolve" in httpx.get(h.url + "/openapi.json").json()["paths"]
+
+
+def test_an_oversized_json_body_is_refused_before_it_is_read(registry_server: Any, unchanged: Any) -> None:
+    from registry.service.limits import DEFAULT_MAX_JSON
+
+    h = registry_server
+    auth = {"Authorization": f"Bearer {h.admin_token}", "Content-Type": "application/json"}
+    big = b'{"action": "custom.x", "payload": {"blob": "' + b"x" * DEFAULT_MAX_JSON + b'"}}'
+    with unchanged():
+        r = httpx.post(h.url + "/api/v1/events", content=big, headers=auth)
+        assert r.status_code == 413 and r.json()["field"] == "body"
+
+        def chunks() -> Any:
+            for i in range(0, len(big), 1 << 20):
+                yield big[i : i + (1 << 20)]
+
+        r = httpx.post(h.url + "/api/v1/events", content=chunks(), headers=auth)
+        assert r.status_code == 413 and r.json()["field"] == "body"
