@@ -8,9 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import audit, lifecycle, queries
+from registry import audit, identity, lifecycle, queries
 from registry.base import RegistryBase, now
-from registry.config import resolve_actor
 from registry.db.tables import evidence
 from registry.entities import Evidence
 from registry.errors import InvalidInput, Refused
@@ -45,7 +44,8 @@ class Annotations(RegistryBase):
             raise Refused(
                 "alias production follows the production stage; use transition or rollback", model=name
             )
-        who = resolve_actor(actor)
+        identity.require("alias", "set or remove an alias")
+        who = identity.actor_for(actor)
         at = now()
 
         def work(conn: Connection) -> None:
@@ -90,11 +90,12 @@ class Annotations(RegistryBase):
         if details is not None and not isinstance(details, dict):
             raise InvalidInput(f"details: {type(details).__name__} is not a mapping", field="details")
         check_json(details or {}, "details")
+        identity.require("evidence", "record gate evidence")
         try:
             clean = json.loads(audit.canonical(details or {}))
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"details: not JSON-serializable: {exc}", field="details") from None
-        who = resolve_actor(actor)
+        who = identity.actor_for(actor)
         at = now()
         ev = Evidence(
             gate=gate, passed=passed, value=value, threshold=threshold, details=clean, actor=who, at=at

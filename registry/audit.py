@@ -27,7 +27,17 @@ from registry.entities import AuditEvent, VerifyReport
 GENESIS = "0" * 64
 
 # Actions the registry writes together with the state they describe; ``record()`` refuses them.
-RESERVED_NAMESPACES = ("version.", "alias.", "evidence.", "policy.", "audit.", "checkpoint.")
+RESERVED_NAMESPACES = (
+    "version.",
+    "approval.",
+    "alias.",
+    "evidence.",
+    "policy.",
+    "model.",
+    "user.",
+    "audit.",
+    "checkpoint.",
+)
 RESERVED_ACTIONS = frozenset({"model.rolled_back", "model.registered", "model.promoted"})
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import audit, policy_record
+from registry import audit, identity, policy_record
 from registry.artifacts import ArtifactStore, open_store
-from registry.config import Settings, resolve_actor
+from registry.config import Settings
 from registry.db import Database
 from registry.db.migrate import ensure_schema, upgrade
 from registry.entities import AuditEvent
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, PolicyError
 from registry.policy import Policy
 from registry.validate import check_json, check_name, check_version
 
@@ -42,16 +42,41 @@ class RegistryBase:
         policy: Policy | str | Path | None = None,
         *,
         create: bool = True,
+        default_policy: Policy | None = None,
     ) -> None:
         env = Settings.from_env()
         self.url = url or env.url
         self.artifact_root = artifact_root or env.artifact_root
         # The policy first: a bad policy file must leave no new database behind.
-        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
+        source = "policy" if policy is not None else "GOVFLOW_POLICY"
+        given = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
+        explicit = given if (policy is not None or env.policy) else None
         self.db = Database(self.url)
         if create:
             ensure_schema(self.db)
         self._artifacts: ArtifactStore | None = None
+        self._fallback = explicit or default_policy or Policy()
+        self._explicit = policy_record.digest(explicit)[0] if explicit is not None else None
+        self._source = source
+        if create and explicit is not None:
+            with self.db.lookup() as conn:
+                self._check_explicit(policy_record.current(conn))
+
+    def _check_explicit(self, stored: tuple[str, Policy] | None) -> None:
+        """Refuse a caller's policy that differs from the one the registry keeps."""
+        if stored is not None and self._explicit is not None and stored[0] != self._explicit:
+            raise PolicyError(
+                f"{self._source}: differs from the registry's policy in force ({stored[0][:12]}); "
+                "a client cannot change it: use `govflow policy set`",
+                field="policy",
+            )
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force, as stored in the registry."""
+        with self.db.lookup() as conn:
+            stored = policy_record.current(conn)
+        return stored[1] if stored is not None else self._fallback
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -87,13 +112,25 @@ class RegistryBase:
             action=action,
             model=model,
             version=version,
-            payload=payload,
+            payload={**payload, "via": identity.current().via()},
             db_user=self.db.db_user,
         )
 
-    def _policy_in_force(self, conn: Connection, actor: str, at: datetime) -> str:
-        """The sha256 of the policy this decision is taken under, recorded if new."""
-        return policy_record.ensure_recorded(conn, self.policy, actor=actor, at=at, append=self._audit)
+    def _policy_in_force(self, conn: Connection, actor: str, at: datetime) -> tuple[str, Policy]:
+        """(sha256, policy) in force, read inside the caller's transaction.
+
+        An empty registry is seeded here, by its first decision, with the caller's policy or the
+        defaults (audited); a caller's policy that differs from the stored one is refused.
+        """
+        stored = policy_record.current(conn)
+        if stored is None:
+            reason = f"seeded from {self._source}" if self._explicit else "seeded with the defaults"
+            info = policy_record.set_current(
+                conn, self._fallback, actor=actor, at=at, reason=reason, append=self._audit
+            )
+            return info.sha256, self._fallback
+        self._check_explicit(stored)
+        return stored
 
     def policy_document(self, sha256: str) -> dict[str, Any] | None:
         """The policy recorded under ``sha256`` (as every decision event names it), or None."""
@@ -132,7 +169,8 @@ class RegistryBase:
         if payload is not None and not isinstance(payload, dict):
             raise InvalidInput(f"payload: {type(payload).__name__} is not a mapping", field="payload")
         check_json(payload or {}, "payload")
-        who = resolve_actor(actor)
+        identity.require("record", "record an audit event")
+        who = identity.actor_for(actor)
         return self.db.transact(
             lambda conn: self._audit(conn, now(), who, action, model, version, payload or {})
         )

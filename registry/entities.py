@@ -159,6 +159,30 @@ class Approval(_Frozen):
     at: datetime = Field(description="When, UTC.")
     review_round: int = Field(description="Stage-entry counter of the version when decided.")
     current: bool = Field(description="True while the decision still counts (same round).")
+    channel: str | None = Field(default=None, description="How it arrived: cli, api, prefect-form…")
+    claimed_by: str | None = Field(
+        default=None, description="A name typed into a form and not authenticated: a claim, not an identity."
+    )
+
+
+class Waiver(_Frozen):
+    """An approver's audited decision to let a failed gate result stand."""
+
+    gate: str = Field(description="The gate waived.")
+    evidence_at: datetime = Field(description="When the failed result it waives was recorded.")
+    actor: str = Field(description="Who waived it.")
+    reason: str = Field(description="Why.")
+    at: datetime = Field(description="When, UTC.")
+
+
+class PolicyInfo(_Frozen):
+    """A policy that was put in force, with who set it and when."""
+
+    sha256: str = Field(description="sha256 of the policy's canonical JSON.")
+    document: dict[str, Any] = Field(description="The policy as JSON.")
+    set_by: str = Field(description="Who put it in force.")
+    set_at: datetime = Field(description="When, UTC.")
+    reason: str | None = Field(default=None, description="Why.")
 
 
 class Evidence(_Frozen):
@@ -208,6 +232,7 @@ class ModelVersion(_Frozen):
     aliases: list[str] = Field(default_factory=list, description="Aliases pointing here.")
     approvals: list[Approval] = Field(default_factory=list, description="Decisions, oldest first.")
     evidence: list[Evidence] = Field(default_factory=list, description="Gate results, oldest first.")
+    waivers: list[Waiver] = Field(default_factory=list, description="Waived failed gates, oldest first.")
 
     @property
     def ref(self) -> str:

@@ -6,13 +6,13 @@ the ``Registry`` method that calls it appends the event in the same transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from registry.db.tables import alias_history, aliases, approvals, evidence, stage_history, versions
+from registry.db.tables import alias_history, aliases, approvals, evidence, stage_history, versions, waivers
 from registry.errors import (
     ApprovalRequired,
     GateFailed,
@@ -160,8 +160,13 @@ def check_decider(
     actor: str,
     *,
     approving: bool,
+    claimed: bool = False,
 ) -> None:
-    """Refuse a decision the policy does not allow from ``actor`` on this version now."""
+    """Refuse a decision the policy does not allow from ``actor`` on this version now.
+
+    Under ``authenticated_approvals`` a name typed into a form does not use up that person's
+    turn: their authenticated decision is still taken.
+    """
     current = Stage(row.stage)
     ref = f"{model}/{row.version}"
     if current in (Stage.PRODUCTION, Stage.ARCHIVED):
@@ -192,7 +197,10 @@ def check_decider(
             model=model,
             version=row.version,
         )
-    if any(same_actor(d.actor, actor) for d in current_decisions(conn, row, target)):
+    earlier = current_decisions(conn, row, target)
+    if policy.authenticated_approvals and not claimed:
+        earlier = [d for d in earlier if d.claimed_by is None]
+    if any(same_actor(d.actor, actor) for d in earlier):
         raise SeparationOfDuties(
             f"{actor} has already decided on {ref} in this review; approvers must be distinct",
             model=model,
@@ -201,52 +209,96 @@ def check_decider(
 
 
 def counted_approvers(
-    policy: Policy, row: Row[Any], target: Stage, decisions: list[tuple[str, str]]
+    policy: Policy,
+    row: Row[Any],
+    target: Stage,
+    decisions: list[tuple[str, str, datetime | None, str | None]],
+    *,
+    now: datetime | None = None,
+    skipped: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """The approvers that count under ``policy``: approve decisions, distinct, not the registrant,
-    and on the stage's approver list when it has one. ``decisions`` are (decision, actor)."""
+    on the stage's approver list when it has one, not expired (when ``now`` is given) and, under
+    ``authenticated_approvals``, not a name typed into a form.
+
+    ``decisions`` are (decision, actor, at, claimed_by); ``skipped`` collects why others did not count.
+    """
     rule = policy.rule(target)
     approvers: list[str] = []
     seen: set[str] = set()
-    for decision, actor in decisions:
+    oldest = now - timedelta(seconds=policy.approval_valid_for) if now is not None else None
+    for decision, actor, at, claimed_by in decisions:
         if decision != "approve" or actor_key(actor) in seen:
             continue
         if policy.separation_of_duties and same_actor(actor, row.registered_by):
             continue
         if rule.approvers is not None and not any(same_actor(actor, a) for a in rule.approvers):
             continue
+        if oldest is not None and at is not None and at < oldest:
+            if skipped is not None:
+                skipped.setdefault("expired", []).append(actor)
+            continue
+        if policy.authenticated_approvals and claimed_by is not None:
+            if skipped is not None:
+                skipped.setdefault("typed into a form, not authenticated", []).append(actor)
+            continue
         seen.add(actor_key(actor))
         approvers.append(actor)
     return approvers
 
 
-def gate_problems(conn: Connection, policy: Policy, row: Row[Any], target: Stage) -> list[str]:
-    """What keeps the required gates of ``target`` from passing; empty when they all pass."""
-    rule = policy.rule(target)
-    if not rule.gates:
-        return []
-    latest: dict[str, bool] = {}
+_GATE_RESULTS = (
+    sa.select(evidence.c.id, evidence.c.gate, evidence.c.passed, evidence.c.actor)
+    .where(evidence.c.version_id == sa.bindparam("v"))
+    .order_by(evidence.c.id)
+)
+_WAIVED = sa.select(waivers.c.evidence_id).where(waivers.c.version_id == sa.bindparam("v"))
+
+
+def latest_results(conn: Connection, policy: Policy, row: Row[Any]) -> tuple[dict[str, tuple[int, bool]], set[str]]:
+    """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
+    was ignored: the registrant cannot clear a failed gate by recording a pass after it."""
+    latest: dict[str, tuple[int, bool]] = {}
     ignored: set[str] = set()
-    for gate, passed, actor in conn.execute(
-        sa.select(evidence.c.gate, evidence.c.passed, evidence.c.actor)
-        .where(evidence.c.version_id == row.id, evidence.c.gate.in_(rule.gates))
-        .order_by(evidence.c.id)
-    ):
-        # The registrant cannot clear a failed gate by recording a pass after it.
+    for ev_id, gate, passed, actor in conn.execute(_GATE_RESULTS, {"v": row.id}):
+        before = latest.get(gate)
         if (
             passed
-            and latest.get(gate) is False
+            and before is not None
+            and not before[1]
             and policy.separation_of_duties
             and same_actor(actor, row.registered_by)
         ):
             ignored.add(gate)
             continue
-        latest[gate] = passed
+        latest[gate] = (ev_id, bool(passed))
+    return latest, ignored
+
+
+def gate_problems(
+    conn: Connection, policy: Policy, row: Row[Any], target: Stage, *, every_gate: bool | None = None
+) -> list[str]:
+    """What keeps the gates of ``target`` from passing; empty when they all pass.
+
+    Entering production, the latest result of every gate recorded counts (``every_gate``): a failed
+    one blocks unless an approver waived that very result and the policy allows waivers. Other
+    stages check only the gates their rule requires.
+    """
+    rule = policy.rule(target)
+    every = target == Stage.PRODUCTION if every_gate is None else every_gate
+    if not rule.gates and not every:
+        return []
+    latest, ignored = latest_results(conn, policy, row)
+    waived = set(conn.execute(_WAIVED, {"v": row.id}).scalars()) if policy.waivers else set()
+    watched = sorted(set(latest) | set(rule.gates)) if every else list(rule.gates)
+    failed = [g for g in watched if g in latest and not latest[g][1] and latest[g][0] not in waived]
     missing = [g for g in rule.gates if g not in latest]
-    failed = [g for g in rule.gates if latest.get(g) is False]
     parts = []
     if failed:
-        parts.append(f"failed: {', '.join(failed)}")
+        how = ""
+        if every:  # entering production: say how a failure may still be let through
+            how = "; an approver may waive one with `govflow waive`" if policy.waivers else "; the policy forbids waivers"
+        parts.append(f"failed: {', '.join(failed)}{how}")
     if ignored & set(failed):
         parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
     if missing:
@@ -254,27 +306,31 @@ def gate_problems(conn: Connection, policy: Policy, row: Row[Any], target: Stage
     return parts
 
 
-def check_entry(conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage) -> list[str]:
+def check_entry(
+    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage, now: datetime
+) -> list[str]:
     """Refuse entry to ``target`` unless the policy's approvals and gates are met.
 
     Returns the approvers whose decisions counted.
     """
     rule = policy.rule(target)
     ref = f"{model}/{row.version}"
-    decisions = [(d.decision, d.actor) for d in current_decisions(conn, row, target)]
-    approvers = counted_approvers(policy, row, target, decisions)
+    decisions = [(d.decision, d.actor, d.at, d.claimed_by) for d in current_decisions(conn, row, target)]
+    skipped: dict[str, list[str]] = {}
+    approvers = counted_approvers(policy, row, target, decisions, now=now, skipped=skipped)
     if len(approvers) < (rule.approvals or 0):
         have = f"{len(approvers)} ({', '.join(approvers)})" if approvers else "none"
+        extra = "".join(f"; not counted, {why}: {', '.join(who)}" for why, who in skipped.items())
         raise ApprovalRequired(
             f"{ref} needs {rule.approvals} approval(s) for {target.value} from someone other "
-            f"than the registrant {row.registered_by}; it has {have}",
+            f"than the registrant {row.registered_by}; it has {have}{extra}",
             model=model,
             version=row.version,
         )
     problems = gate_problems(conn, policy, row, target)
     if problems:
         raise GateFailed(
-            f"{ref} cannot enter {target.value}: required gates {'; '.join(problems)}",
+            f"{ref} cannot enter {target.value}: gates {'; '.join(problems)}",
             model=model,
             version=row.version,
         )
@@ -314,11 +370,11 @@ def rollback_refusal(conn: Connection, policy: Policy, row: Row[Any]) -> str | N
             return f"{rejected} rejected it after it left production"
     rule = policy.rule(Stage.PRODUCTION)
     approvers = counted_approvers(
-        policy, row, Stage.PRODUCTION, [("approve", a) for a in last_approvers(conn, row.id)]
+        policy, row, Stage.PRODUCTION, [("approve", a, None, None) for a in last_approvers(conn, row.id)]
     )
     if len(approvers) < (rule.approvals or 0):
         return f"the current policy needs {rule.approvals} approval(s) and its promotion had {len(approvers)}"
-    problems = gate_problems(conn, policy, row, Stage.PRODUCTION)
+    problems = gate_problems(conn, policy, row, Stage.PRODUCTION, every_gate=False)
     if problems:
         return f"the current policy's required gates are not met ({'; '.join(problems)})"
     return None

@@ -68,12 +68,8 @@ class ModelIO:
             if not (path.is_file() and sha256_file(path)[0] == v.artifact_sha256):
                 self.artifacts.get(v.artifact_sha256, path)
             if fmt in serialization.PICKLE_FORMATS:
-                self.record(
-                    "model.pickle_loaded",
-                    model=v.model,
-                    version=v.version,
-                    payload={"ref": ref, "sha256": v.artifact_sha256, "format": fmt},
-                    actor=actor,
+                self.note_pickle_load(
+                    v.model, v.version, ref=ref, sha256=v.artifact_sha256, fmt=fmt, actor=actor
                 )
             return serialization.load(path, fmt, policy=self.policy, allow_pickle=allow_pickle)
 

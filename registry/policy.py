@@ -6,12 +6,13 @@ approval from someone other than the registrant, all approvers distinct.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from registry.errors import PolicyError, first_invalid
 from registry.stages import Stage
@@ -53,6 +54,9 @@ class DriftPolicy(BaseModel):
         return self
 
 
+_DURATION = re.compile(r"([0-9]{1,9})\s*([dhms]?)")
+_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
 # A policy file must say ``approvals = 0`` to drop these; listing a stage does not drop them.
 DEFAULT_APPROVALS = {Stage.PRODUCTION: 1}
 
@@ -82,6 +86,31 @@ class Policy(BaseModel):
     trusted_types: list[str] = Field(
         default_factory=list, description="Extra fully qualified types skops may load."
     )
+    approval_valid_for: int = Field(
+        default=7 * 86_400,
+        gt=0,
+        strict=True,
+        description="Seconds an approve decision counts for (also 7d, 12h, 30m); older ones are expired.",
+    )
+    waivers: bool = Field(
+        default=True,
+        description="An approver may waive a failed gate (audited); false: a failed gate always blocks production.",
+    )
+    authenticated_approvals: bool = Field(
+        default=False,
+        description="Only approvals by an authenticated identity count; a name typed into a form does not "
+        "(the default in server mode).",
+    )
+
+    @field_validator("approval_valid_for", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DURATION.fullmatch(value.strip())
+            if match is None:
+                raise ValueError(f"{value!r} is not a duration such as 7d, 12h, 30m or a number of seconds")
+            return int(match[1]) * _UNITS[match[2] or "s"]
+        return value
 
     def rule(self, stage: Stage) -> StageRule:
         """The rule for entering ``stage``; a rule that leaves ``approvals`` unset, or no rule at

@@ -1,4 +1,8 @@
-"""Policies kept in the registry: each decision names the sha256 of the policy it was taken under."""
+"""The policy kept in the registry: every document by sha256, and the history of which was in force.
+
+The policy in force is the latest ``policy_history`` row. Decisions read it inside their own
+transaction and record its sha256; a caller's file only seeds an empty registry.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry.audit import canonical
-from registry.db.tables import policies
+from registry.canonical import canonical
+from registry.db.tables import policies, policy_history
+from registry.entities import PolicyInfo
 from registry.policy import Policy
 
+Append = Callable[[Connection, datetime, str, str, str | None, int | None, dict[str, Any]], Any]
+
 _KNOWN = sa.select(policies.c.sha256).where(policies.c.sha256 == sa.bindparam("s"))
+_CURRENT = sa.select(policy_history.c.sha256).order_by(policy_history.c.id.desc()).limit(1)
+_DOCUMENT = sa.select(policies.c.document).where(policies.c.sha256 == sa.bindparam("s"))
+# Parsed policies by sha256: a stored document never changes under its digest.
+_PARSED: dict[str, Policy] = {}
 
 
 def digest(policy: Policy) -> tuple[str, dict[str, Any]]:
@@ -24,14 +35,7 @@ def digest(policy: Policy) -> tuple[str, dict[str, Any]]:
     return hashlib.sha256(canonical(document)).hexdigest(), document
 
 
-def ensure_recorded(
-    conn: Connection,
-    policy: Policy,
-    *,
-    actor: str,
-    at: datetime,
-    append: Callable[[Connection, datetime, str, str, str | None, int | None, dict[str, Any]], Any],
-) -> str:
+def ensure_recorded(conn: Connection, policy: Policy, *, actor: str, at: datetime, append: Append) -> str:
     """Record ``policy`` (with a ``policy.recorded`` event) unless already there; return its sha256."""
     sha, document = digest(policy)
     if conn.execute(_KNOWN, {"s": sha}).first() is None:
@@ -44,4 +48,67 @@ def ensure_recorded(
 
 def document(conn: Connection, sha: str) -> dict[str, Any] | None:
     """The policy recorded under ``sha``, or None."""
-    return conn.execute(sa.select(policies.c.document).where(policies.c.sha256 == sha)).scalar()
+    return conn.execute(_DOCUMENT, {"s": sha}).scalar()
+
+
+def current(conn: Connection) -> tuple[str, Policy] | None:
+    """(sha256, policy) of the policy in force, or None for a registry that has none yet."""
+    sha = conn.execute(_CURRENT).scalar()
+    if sha is None:
+        return None
+    parsed = _PARSED.get(sha)
+    if parsed is None:
+        doc = document(conn, sha)
+        if doc is None or hashlib.sha256(canonical(doc)).hexdigest() != sha:
+            # Someone edited the stored document: decide under nothing rather than under it.
+            from registry.errors import IntegrityError
+
+            raise IntegrityError(f"policy {sha[:12]}: the stored document does not hash to its sha256")
+        parsed = _PARSED[sha] = Policy.from_dict(doc, source=f"stored policy {sha[:12]}")
+    return sha, parsed
+
+
+def set_current(
+    conn: Connection, policy: Policy, *, actor: str, at: datetime, reason: str | None, append: Append
+) -> PolicyInfo:
+    """Make ``policy`` the one in force; a no-op when it already is.
+
+    Seeding an empty registry is one ``policy.recorded`` event marked ``in_force``; a later change
+    is ``policy.set`` (after ``policy.recorded`` when the document is new).
+    """
+    before = current(conn)
+    sha, doc = digest(policy)
+    if before is not None and before[0] == sha:
+        return info(conn)  # type: ignore[return-value]
+    known = conn.execute(_KNOWN, {"s": sha}).first() is not None
+    if not known:
+        conn.execute(policies.insert(), {"sha256": sha, "document": doc, "recorded_at": at, "recorded_by": actor})
+    conn.execute(policy_history.insert(), {"sha256": sha, "set_by": actor, "set_at": at, "reason": reason})
+    if before is None and not known:
+        payload = {"sha256": sha, "document": doc, "in_force": True, "reason": reason}
+        append(conn, at, actor, "policy.recorded", None, None, payload)
+    else:
+        if not known:
+            append(conn, at, actor, "policy.recorded", None, None, {"sha256": sha, "document": doc})
+        previous = before[0] if before else None
+        append(conn, at, actor, "policy.set", None, None, {"sha256": sha, "previous": previous, "reason": reason})
+    return info(conn)  # type: ignore[return-value]
+
+
+def history(conn: Connection) -> list[PolicyInfo]:
+    """Every policy that was in force, oldest first."""
+    rows = conn.execute(
+        sa.select(policy_history, policies.c.document)
+        .join(policies, policies.c.sha256 == policy_history.c.sha256)
+        .order_by(policy_history.c.id)
+    ).all()
+    return [
+        PolicyInfo(sha256=r.sha256, document=r.document, set_by=r.set_by, set_at=r.set_at, reason=r.reason)
+        for r in rows
+    ]
+
+
+def info(conn: Connection) -> PolicyInfo | None:
+    """The policy in force with who set it and when, or None."""
+    rows = history(conn)
+    return rows[-1] if rows else None

@@ -17,6 +17,7 @@ from registry.db.tables import (
     models,
     stage_history,
     versions,
+    waivers,
 )
 from registry.entities import (
     Approval,
@@ -33,6 +34,7 @@ from registry.entities import (
     RunRef,
     StageChange,
     VersionRef,
+    Waiver,
 )
 from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
 from registry.stages import Stage
@@ -72,6 +74,12 @@ _LIST = (
 _ALIAS_NAMES = sa.select(aliases.c.alias).where(aliases.c.version_id == sa.bindparam("v"))
 _ALL_DECISIONS = (
     sa.select(approvals).where(approvals.c.version_id == sa.bindparam("v")).order_by(approvals.c.id)
+)
+_WAIVERS = (
+    sa.select(waivers, evidence.c.at.label("evidence_at"))
+    .join(evidence, evidence.c.id == waivers.c.evidence_id)
+    .where(waivers.c.version_id == sa.bindparam("v"))
+    .order_by(waivers.c.id)
 )
 _EVIDENCE = sa.select(evidence).where(evidence.c.version_id == sa.bindparam("v")).order_by(evidence.c.id)
 
@@ -141,6 +149,7 @@ def to_version(
     alias_names: list[str],
     decisions: list[Approval] | None = None,
     gates: list[Evidence] | None = None,
+    waived: list[Waiver] | None = None,
 ) -> ModelVersion:
     """Assemble a version entity from its row and child records."""
     return ModelVersion.model_construct(
@@ -169,6 +178,7 @@ def to_version(
         aliases=sorted(alias_names),
         approvals=decisions or [],
         evidence=gates or [],
+        waivers=waived or [],
     )
 
 
@@ -184,9 +194,17 @@ def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[
             at=r.at,
             review_round=r.review_round,
             current=r.review_round == review_round,
+            channel=r.channel,
+            claimed_by=r.claimed_by,
         )
         for r in rows
     ]
+
+
+def waivers_for(conn: Connection, version_id: int) -> list[Waiver]:
+    """The waivers on a version, oldest first, each with the time of the result it waives."""
+    rows = conn.execute(_WAIVERS, {"v": version_id}).all()
+    return [Waiver(gate=r.gate, evidence_at=r.evidence_at, actor=r.actor, reason=r.reason, at=r.at) for r in rows]
 
 
 def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
@@ -215,23 +233,39 @@ def full_version(conn: Connection, name: str, version: int, row: Any = None) -> 
     ds = [_dataset(d) for d in conn.execute(_DATASETS, {"v": row.id})]
     names = list(conn.execute(_ALIAS_NAMES, {"v": row.id}).scalars())
     return to_version(
-        row, name, ds, names, decisions_for(conn, row.id, row.review_round), evidence_for(conn, row.id)
+        row,
+        name,
+        ds,
+        names,
+        decisions_for(conn, row.id, row.review_round),
+        evidence_for(conn, row.id),
+        waivers_for(conn, row.id),
     )
 
 
-def list_versions(conn: Connection, name: str) -> list[ModelVersion]:
-    """Every version of a model, newest first, with lineage and aliases.
+def list_versions(
+    conn: Connection, name: str, *, limit: int | None = None, before: int | None = None
+) -> list[ModelVersion]:
+    """A model's versions, newest first, with lineage and aliases; ``before``/``limit`` page them.
 
     Decisions, evidence and the drift reference (bins per feature, the bulkiest column) are left
     out; ``full_version`` has them.
     """
     model = model_row(conn, name)
-    rows = conn.execute(_LIST, {"m": model.id}).all()
+    stmt = _LIST
+    if before is not None:
+        stmt = stmt.where(versions.c.version < before)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = conn.execute(stmt, {"m": model.id}).all()
+    if not rows:
+        return []
+    low, high = rows[-1].version, rows[0].version
     ds: dict[int, list[DatasetRef]] = defaultdict(list)
     for d in conn.execute(
         sa.select(datasets)
         .join(versions, versions.c.id == datasets.c.version_id)
-        .where(versions.c.model_id == model.id)
+        .where(versions.c.model_id == model.id, versions.c.version.between(low, high))
         .order_by(datasets.c.id)
     ):
         ds[d.version_id].append(_dataset(d))

@@ -11,13 +11,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from registry import lifecycle, queries, registration
+from registry import identity, lifecycle, queries, registration
 from registry.annotations import Annotations
+from registry.artifacts import Blob
+from registry.auth.admin import UserAdmin
+from registry.decisions import Decisions
+from registry.governance import Governance
 from registry.base import now
-from registry.config import resolve_actor
-from registry.db.tables import approvals
 from registry.entities import (
-    Approval,
     ModelSummary,
     ModelVersion,
     ProductionAt,
@@ -26,15 +27,16 @@ from registry.entities import (
     VersionRef,
     VersionSpec,
 )
-from registry.errors import InvalidInput, RollbackRefused, first_invalid
+from registry.errors import ArtifactNotFound, InvalidInput, RollbackRefused, first_invalid
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
 from registry.trail import AuditTrail
+from registry.artifacts.base import check_digest
 from registry.validate import check_name, check_text, check_version
 
 
-class Registry(ModelIO, Annotations, AuditTrail):
+class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmin):
     """The model registry: versions, lineage, stages, aliases, approvals, evidence, audit.
 
     ``Registry()`` reads ``GOVFLOW_REGISTRY_URL``, ``GOVFLOW_ARTIFACT_ROOT`` and
@@ -67,16 +69,45 @@ class Registry(ModelIO, Annotations, AuditTrail):
         ``fields`` are those of ``VersionSpec`` (metrics, params, tags, lineage, input_schema,
         drift_reference, description). Refuses a bad name or a non-finite metric before writing.
         """
+        who, spec = self._check_registration(name, artifact_format, actor, fields)
+        blob = self.artifacts.put(Path(artifact))  # invariant 7: bytes before the row
+        return self._insert_version(name, who, blob, artifact_format, spec)
+
+    def register_stored(
+        self,
+        name: str,
+        sha256: str,
+        *,
+        actor: str | None = None,
+        artifact_format: str = "file",
+        **fields: Any,
+    ) -> ModelVersion:
+        """Register a blob already in the artifact store (uploaded first, as the server does)."""
+        who, spec = self._check_registration(name, artifact_format, actor, fields)
+        blob = self.artifacts.stat(check_digest(sha256))
+        if blob is None:
+            raise ArtifactNotFound(f"sha256: no stored artifact {sha256}; upload it first", location=sha256)
+        blob = Blob(uri=self.artifacts.uri_for(sha256), sha256=sha256, size=blob.size)
+        return self._insert_version(name, who, blob, artifact_format, spec)
+
+    def _check_registration(
+        self, name: str, artifact_format: str, actor: str | None, fields: dict[str, Any]
+    ) -> tuple[str, VersionSpec]:
         check_name(name)
         check_name(artifact_format, "artifact_format")
         if len(artifact_format) > 32:
             raise InvalidInput("artifact_format: at most 32 characters", field="artifact_format")
-        who = resolve_actor(actor)
+        identity.require("register", "register a version")
+        who = identity.actor_for(actor)
         try:
             spec = VersionSpec(**fields)
         except ValidationError as exc:
             raise first_invalid(exc, "", "version") from None
-        blob = self.artifacts.put(Path(artifact))  # invariant 7: bytes before the row
+        return who, spec
+
+    def _insert_version(
+        self, name: str, who: str, blob: Blob, artifact_format: str, spec: VersionSpec
+    ) -> ModelVersion:
         at = now()
         metrics = {k: float(v) for k, v in spec.metrics.items()}
         lineage = spec.lineage
@@ -156,11 +187,21 @@ class Registry(ModelIO, Annotations, AuditTrail):
                 artifact_format=row.artifact_format,
             )
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        """All versions of a model, newest first (without approvals and evidence)."""
+    def versions(
+        self, name: str, *, limit: int | None = None, before: int | None = None
+    ) -> list[ModelVersion]:
+        """A model's versions, newest first (without approvals and evidence).
+
+        ``before`` keeps versions numbered below it and ``limit`` (1 to 1000) caps the page: the
+        next page starts before the last version of this one.
+        """
         check_name(name)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000):
+            raise InvalidInput(f"limit: {limit!r} must be a whole number from 1 to 1000", field="limit")
+        if before is not None:
+            check_version(before, "before")
         with self.db.read() as conn:
-            return queries.list_versions(conn, name)
+            return queries.list_versions(conn, name, limit=limit, before=before)
 
     def models(self) -> list[ModelSummary]:
         """All models."""
@@ -222,19 +263,24 @@ class Registry(ModelIO, Annotations, AuditTrail):
         check_version(version)
         target = parse_stage(stage)
         reason = check_text(reason, "reason")
-        who = resolve_actor(actor)
+        if target == Stage.STAGING:
+            identity.require("stage", "move a version to staging")
+        else:
+            identity.require("transition", f"move a version to {target.value}")
+        who = identity.actor_for(actor)
         at = now()
 
         def work(conn: Connection) -> ModelVersion:
             row = queries.version_row(conn, name, version)
             current = Stage(row.stage)
             check_transition(current, target, model=name, version=version)
-            approvers = lifecycle.check_entry(conn, self.policy, row, name, target)
+            sha, policy = self._policy_in_force(conn, who, at)
+            approvers = lifecycle.check_entry(conn, policy, row, name, target, at)
             payload: dict[str, Any] = {
                 "from": current.value,
                 "to": target.value,
                 "reason": reason,
-                "policy_sha256": self._policy_in_force(conn, who, at),
+                "policy_sha256": sha,
             }
             if target == Stage.PRODUCTION:
                 old = queries.production_row(conn, row.model_id)
@@ -283,85 +329,6 @@ class Registry(ModelIO, Annotations, AuditTrail):
 
         return self.db.transact(work)
 
-    def approve(
-        self,
-        name: str,
-        version: int,
-        *,
-        reason: str | None = None,
-        actor: str | None = None,
-        stage: str | Stage = Stage.PRODUCTION,
-    ) -> Approval:
-        """Record an approve decision; refuses the registrant, a repeat decider, a non-approver."""
-        return self._decide(name, version, "approve", reason, actor, parse_stage(stage))
-
-    def reject(
-        self,
-        name: str,
-        version: int,
-        *,
-        reason: str,
-        actor: str | None = None,
-        stage: str | Stage = Stage.PRODUCTION,
-    ) -> Approval:
-        """Record a reject decision and send a staged version back to development."""
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("reason: a rejection needs a reason", field="reason")
-        return self._decide(name, version, "reject", reason, actor, parse_stage(stage))
-
-    def _decide(
-        self,
-        name: str,
-        version: int,
-        decision: str,
-        reason: str | None,
-        actor: str | None,
-        target: Stage,
-    ) -> Approval:
-        check_name(name)
-        check_version(version)
-        reason = check_text(reason, "reason")
-        who = resolve_actor(actor)
-        at = now()
-
-        def work(conn: Connection) -> Approval:
-            row = queries.version_row(conn, name, version)
-            lifecycle.check_decider(
-                conn, self.policy, row, name, target, who, approving=decision == "approve"
-            )
-            conn.execute(
-                approvals.insert().values(
-                    version_id=row.id,
-                    decision=decision,
-                    actor=who,
-                    reason=reason,
-                    target_stage=target.value,
-                    review_round=row.review_round,
-                    at=at,
-                )
-            )
-            payload: dict[str, Any] = {
-                "target_stage": target.value,
-                "reason": reason,
-                "policy_sha256": self._policy_in_force(conn, who, at),
-            }
-            if decision == "reject" and Stage(row.stage) == Stage.STAGING:
-                lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=who, reason=reason, at=at)
-                payload["moved_to"] = Stage.DEVELOPMENT.value
-            action = "version.approved" if decision == "approve" else "version.rejected"
-            self._audit(conn, at, who, action, name, version, payload)
-            return Approval(
-                decision=decision,
-                actor=who,
-                reason=reason,
-                target_stage=target,
-                at=at,
-                review_round=row.review_round,
-                current=decision == "approve",
-            )
-
-        return self.db.transact(work)
-
     def rollback(
         self, name: str, *, reason: str, actor: str | None = None, expected_version: int | None = None
     ) -> RollbackResult:
@@ -376,12 +343,14 @@ class Registry(ModelIO, Annotations, AuditTrail):
         check_text(reason, "reason")
         if expected_version is not None:
             check_version(expected_version, "expected_version")
-        who = resolve_actor(actor)
+        identity.require("rollback", "roll back a model")
+        who = identity.actor_for(actor)
         at = now()
 
         def work(conn: Connection) -> RollbackResult:
             model = queries.model_row(conn, name)
-            current, target = lifecycle.plan_rollback(conn, self.policy, model.id, name)
+            sha, policy = self._policy_in_force(conn, who, at)
+            current, target = lifecycle.plan_rollback(conn, policy, model.id, name)
             if expected_version is not None and current.version != expected_version:
                 raise RollbackRefused(
                     f"{name}/{expected_version} is no longer in production (version {current.version} is); "
@@ -424,7 +393,7 @@ class Registry(ModelIO, Annotations, AuditTrail):
                     "from_version": current.version,
                     "to_version": target.version,
                     "reason": reason,
-                    "policy_sha256": self._policy_in_force(conn, who, at),
+                    "policy_sha256": sha,
                 },
             )
             return RollbackResult(

@@ -54,6 +54,7 @@ class _Version:
     history: list[tuple[Any, ...]] = field(default_factory=list)
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     evidence: list[tuple[Any, ...]] = field(default_factory=list)
+    waivers: list[tuple[Any, ...]] = field(default_factory=list)
     promote_approvers: list[str] = field(default_factory=list)
 
 
@@ -66,6 +67,7 @@ class Replay:
     aliases: dict[tuple[str, str], tuple[int, datetime, str]] = field(default_factory=dict)
     alias_history: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     policies: dict[str, Any] = field(default_factory=dict)
+    policy_history: list[tuple[Any, ...]] = field(default_factory=list)
 
     def apply(
         self,
@@ -230,7 +232,16 @@ class Replay:
         self._policy_known(p)
         rec = self._get(model, version)
         rec.decisions.append(
-            (decision, actor, p["reason"], p["target_stage"], rec.fields["review_round"], at)
+            (
+                decision,
+                actor,
+                p["reason"],
+                p["target_stage"],
+                rec.fields["review_round"],
+                at,
+                p.get("channel"),
+                p.get("claimed_by"),
+            )
         )
         if p.get("moved_to"):
             self._move(rec, p["moved_to"], kind="reject", actor=actor, reason=p["reason"], at=at)
@@ -270,12 +281,31 @@ class Replay:
         rec = self._get(model, version)
         rec.evidence.append((p["gate"], p["passed"], p["value"], p["threshold"], p["details"], actor, at))
 
+    def _waived(
+        self, at: datetime, actor: str, model: str | None, version: int | None, p: dict[str, Any]
+    ) -> None:
+        self._policy_known(p)
+        rec = self._get(model, version)
+        failed = [e for e in rec.evidence if e[0] == p["gate"] and not e[1]]
+        if not failed:
+            raise ValueError(f"waiver of {p['gate']}, which has no failed result")
+        rec.waivers.append((p["gate"], actor, p["reason"], at, failed[-1][6]))
+
+    def _policy_set(
+        self, at: datetime, actor: str, model: str | None, version: int | None, p: dict[str, Any]
+    ) -> None:
+        if p["sha256"] not in self.policies:
+            raise ValueError(f"policy {p['sha256'][:12]} set before the log recorded it")
+        self.policy_history.append((p["sha256"], actor, at, p["reason"]))
+
     def _policy(
         self, at: datetime, actor: str, model: str | None, version: int | None, p: dict[str, Any]
     ) -> None:
         if hashlib.sha256(canonical(p["document"])).hexdigest() != p["sha256"]:
             raise ValueError("policy document does not hash to its sha256")
         self.policies[p["sha256"]] = (p["document"], at, actor)
+        if p.get("in_force"):
+            self.policy_history.append((p["sha256"], actor, at, p["reason"]))
 
 
 _HANDLERS: dict[str, Any] = {
@@ -288,5 +318,7 @@ _HANDLERS: dict[str, Any] = {
     "alias.set": Replay._alias,
     "alias.removed": Replay._alias,
     "evidence.added": Replay._evidence,
+    "evidence.waived": Replay._waived,
     "policy.recorded": Replay._policy,
+    "policy.set": Replay._policy_set,
 }

@@ -54,7 +54,7 @@ def _rows(conn: Connection, sql: str) -> list[Any]:
 def compare(conn: Connection, replay: Replay) -> str | None:
     """The first difference between the tables and the replayed log, as one line; None if equal."""
     ids = {vid: (name, number) for vid, name, number in _rows(conn, _IDS)}
-    for check in (_models, _versions, _children, _aliases, _alias_history, _policies):
+    for check in (_models, _versions, _children, _aliases, _alias_history, _policies, _policy_history):
         problem = check(conn, replay, ids)
         if problem:
             return f"state differs from the log at {problem}"
@@ -148,11 +148,12 @@ _CHILDREN = (
     (
         "approvals",
         "approvals",
-        ("decision", "actor", "reason", "target_stage", "review_round", "at"),
+        ("decision", "actor", "reason", "target_stage", "review_round", "at", "channel", "claimed_by"),
         "decisions",
         (),
         (),
     ),
+    ("waivers", "waivers", ("gate", "actor", "reason", "at", "evidence_at"), "waivers", (), ()),
     (
         "evidence",
         "evidence",
@@ -164,12 +165,22 @@ _CHILDREN = (
 )
 
 
+# A waiver is compared with the failed result it points at (same version, same gate).
+_SOURCES = {
+    "waivers": (
+        "(SELECT w.id, w.version_id, w.gate, w.actor, w.reason, w.at, e.at AS evidence_at FROM waivers w "
+        "JOIN evidence e ON e.id = w.evidence_id AND e.version_id = w.version_id AND e.gate = w.gate) AS w"
+    )
+}
+
+
 def _children(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
     for label, table, cols, attr, json_cols, flag_cols in _CHILDREN:
         json_at = [cols.index(c) for c in json_cols]
         flag_at = [cols.index(c) for c in flag_cols]
         actual: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-        for row in _rows(conn, f"SELECT version_id, {', '.join(cols)} FROM {table} ORDER BY id"):
+        source = _SOURCES.get(table, table)
+        for row in _rows(conn, f"SELECT version_id, {', '.join(cols)} FROM {source} ORDER BY id"):
             key = ids.get(row[0])
             if key is None:
                 return f"{label} row for version id {row[0]}, which does not exist"
@@ -275,4 +286,11 @@ def _policies(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]])
             if w is None:
                 return f"policy {sha[:12]}: policies has it, the log never recorded it"
             return f"policy {sha[:12]}: the stored document or its time differs from the log"
+    return None
+
+
+def _policy_history(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
+    have = [tuple(r) for r in _rows(conn, "SELECT sha256, set_by, set_at, reason FROM policy_history ORDER BY id")]
+    if have != replay.policy_history:
+        return _first_row_difference("policy history", ("sha256", "set_by", "set_at", "reason"), have, replay.policy_history)
     return None

@@ -300,9 +300,6 @@ def test_form_approval_is_only_a_claim_under_authenticated_approvals(reg, cli) -
     assert _version(reg).stage == Stage.PRODUCTION
 
 
-@pytest.mark.xfail(
-    strict=True, reason="lifecycle.check_decider counts a typed claim as that person's decision in the review"
-)
 def test_a_typed_claim_does_not_block_the_named_approvers_own_approval(reg) -> None:
     # Anyone can type "bob" into the form; that must not use up bob's authenticated decision.
     _strict(reg)

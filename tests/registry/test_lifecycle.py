@@ -149,6 +149,7 @@ def test_rollback_restores_previous_and_skips_rolled_back(registry: Registry, ar
         "to_version": 1,
         "reason": "still bad",
         "policy_sha256": rolled.payload["policy_sha256"],
+        "via": {"channel": "api"},
     }
     assert registry.policy_document(rolled.payload["policy_sha256"]) is not None
 
@@ -216,7 +217,8 @@ def test_decisions_on_a_production_version_are_refused(registry: Registry, artif
 
 def test_listing_a_stage_in_the_policy_keeps_the_production_approval(backend_url: str, tmp_path, artifact) -> None:
     for stages in ({"production": {"gates": []}}, {"staging": {"approvals": 0}}):
-        reg = Registry(url=backend_url, artifact_root=str(tmp_path / "a"), policy=Policy.from_dict({"stages": stages}))
+        reg = Registry(url=backend_url, artifact_root=str(tmp_path / "a"))
+        reg.set_policy(Policy.from_dict({"stages": stages}), actor="admin")
         n = _staged(reg, artifact)
         with pytest.raises(ApprovalRequired):
             reg.transition("churn", n, "production", actor="alice")

@@ -1,0 +1,107 @@
+"""The policy kept in the registry, and the events only the registry writes for its clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from registry import identity, policy_record, queries
+from registry.base import RegistryBase, now
+from registry.entities import AuditEvent, PolicyInfo
+from registry.errors import InvalidInput
+from registry.policy import Policy
+from registry.validate import check_actor, check_json, check_name, check_text, check_version
+
+
+class Governance(RegistryBase):
+    """``policy show | set | history``, deploy events and pickle-load events."""
+
+    def policy_info(self) -> PolicyInfo:
+        """The policy in force, its sha256, who set it and when (an empty registry records its seed)."""
+        with self.db.read() as conn:
+            info = policy_record.info(conn)
+        if info is not None:
+            return info
+        who = identity.actor_for(None)
+
+        def seed(conn: Connection) -> PolicyInfo:
+            self._policy_in_force(conn, who, now())
+            return policy_record.info(conn)  # type: ignore[return-value]
+
+        return self.db.transact(seed)
+
+    def policy_history(self) -> list[PolicyInfo]:
+        """Every policy that was in force, oldest first."""
+        with self.db.read() as conn:
+            return policy_record.history(conn)
+
+    def set_policy(
+        self, policy: Policy | str | Path | dict[str, Any], *, reason: str | None = None, actor: str | None = None
+    ) -> PolicyInfo:
+        """Put ``policy`` (a Policy, a file, or a mapping) in force; admin only, audited as ``policy.set``."""
+        if isinstance(policy, Policy):
+            new = policy
+        elif isinstance(policy, dict):
+            new = Policy.from_dict(policy)
+        elif isinstance(policy, str | Path) and str(policy):
+            new = Policy.load(policy)
+        else:
+            raise InvalidInput(f"policy: {policy!r} is not a policy, a file or a mapping", field="policy")
+        reason = check_text(reason, "reason")
+        identity.require("policy", "change the policy")
+        who = identity.actor_for(actor)
+        info = self.db.transact(
+            lambda conn: policy_record.set_current(conn, new, actor=who, at=now(), reason=reason, append=self._audit)
+        )
+        self._fallback, self._explicit = new, None  # this caller just chose the policy in force
+        return info
+
+    def record_deployment(
+        self,
+        model: str,
+        version: int,
+        *,
+        target: str,
+        ok: bool,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> AuditEvent:
+        """Audit a deploy of ``model/version`` to ``target`` (``model.deployed`` or ``model.deploy_failed``)."""
+        check_name(model, "model")
+        check_version(version)
+        check_actor(target, "target")
+        if not isinstance(ok, bool):
+            raise InvalidInput(f"ok: {ok!r} must be true or false", field="ok")
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidInput(f"payload: {type(payload).__name__} is not a mapping", field="payload")
+        check_json(payload or {}, "payload")
+        identity.require("deploy", "record a deployment")
+        who = identity.actor_for(actor)
+        action = "model.deployed" if ok else "model.deploy_failed"
+        body = {**(payload or {}), "target": target}
+
+        def work(conn: Connection) -> AuditEvent:
+            queries.version_row(conn, model, version)
+            return self._audit(conn, now(), who, action, model, version, body)
+
+        return self.db.transact(work)
+
+    def note_pickle_load(
+        self, model: str, version: int, *, ref: str, sha256: str, fmt: str, actor: str | None = None
+    ) -> AuditEvent:
+        """Audit a permitted pickle load (``model.pickle_loaded``) before the bytes are unpickled."""
+        check_name(model, "model")
+        check_version(version)
+        for label, text in (("ref", ref), ("sha256", sha256), ("format", fmt)):
+            if not isinstance(text, str) or not text or len(text) > 300:
+                raise InvalidInput(f"{label}: {text!r} must be a short string", field=label)
+        who = identity.actor_for(actor)
+        body = {"ref": ref, "sha256": sha256, "format": fmt}
+
+        def work(conn: Connection) -> AuditEvent:
+            queries.version_row(conn, model, version)
+            return self._audit(conn, now(), who, "model.pickle_loaded", model, version, body)
+
+        return self.db.transact(work)
