@@ -42,10 +42,11 @@ class RemoteArtifactStore(ArtifactStore):
             raise ArtifactStoreError(
                 f"artifact: cannot read {path}: {exc.strerror or exc}", location=str(path)
             ) from None
+        # Small files go in one piece; larger ones stream. The length is declared either way, so
+        # the server refuses an oversized upload before reading it.
+        body = path.read_bytes() if size <= CHUNK else _chunks(path)
         response = self.transport.call(
-            "PUT",
-            f"/api/v1/blobs/{sha256}",
-            content=_chunks(path),
+            "PUT", f"/api/v1/blobs/{sha256}", content=body, headers={"Content-Length": str(size)}
         )
         return Blob.model_validate_json(response.content)
 

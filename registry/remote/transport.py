@@ -115,10 +115,11 @@ class Transport:
         params: dict[str, Any] | None = None,
         on_behalf_of: str | None = None,
         content: Any = None,
+        headers: dict[str, str] | None = None,
         ok: tuple[int, ...] = (),
     ) -> httpx.Response:
         """One request; a problem response is raised as the govflow error it names."""
-        headers = self.headers(on_behalf_of)
+        headers = {**self.headers(on_behalf_of), **(headers or {})}
         if json is not None:
             content = encode(json)
             headers["Content-Type"] = "application/json"
