@@ -87,10 +87,10 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _pg_engine(parsed: sa.engine.URL) -> Engine:
+def _pg_engine(parsed: sa.engine.URL, **options: Any) -> Engine:
     # LIFO reuse keeps a few connections warm, with their prepared statements.
     engine = sa.create_engine(
-        parsed, pool_size=5, max_overflow=5, pool_use_lifo=True, json_serializer=canonical_text
+        parsed, pool_size=5, max_overflow=5, pool_use_lifo=True, json_serializer=canonical_text, **options
     )
 
     @event.listens_for(engine, "checkin")
@@ -123,7 +123,9 @@ class Database:
         self._pg = self.dialect == "postgresql"
         # PostgreSQL reads and writes run on autocommit connections: reads need no transaction
         # (READ COMMITTED gives each statement its own snapshot anyway), writes open their own.
+        # Reads get a pool of their own, so writers queued on the chain lock cannot starve them.
         self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
+        self._reads = _pg_engine(self.engine.url, isolation_level="AUTOCOMMIT") if self._pg else self.engine
         self._db_user: str | None = None
         self._db_user_known = False
 
@@ -146,7 +148,7 @@ class Database:
         Readers that need one snapshot across statements use ``snapshot()``.
         """
         if self._pg:
-            with self.translate(), self._auto.connect() as conn:
+            with self.translate(), self._reads.connect() as conn:
                 yield conn
             return
         with self.translate(), self.engine.connect() as conn, conn.begin():
@@ -171,7 +173,7 @@ class Database:
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
         """A connection for a single-statement read (autocommit on PostgreSQL)."""
-        with self.translate(), self._auto.connect() as conn:
+        with self.translate(), self._reads.connect() as conn:
             yield conn
 
     def transact(self, work: Callable[[Connection], T]) -> T:
@@ -254,6 +256,8 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+        if self._reads is not self.engine:
+            self._reads.dispose()
 
 
 class _Retry(Exception):
