@@ -170,21 +170,11 @@ def start_govflow(
     tokens = {"admin": token_file.read_text().strip()}
     from registry import Registry
 
-    if hasattr(Registry, "add_user"):
-        admin = Registry(url, token=tokens["admin"])
-        try:
-            tokens.update({role: admin.add_user(f"bench-{role}", [role]).token for role in ROLES})
-        finally:
-            admin.close()
-        return url, tokens
-    # Until the embedded Registry offers add_user, create the users beside the running server.
-    from registry.auth.admin import UserAdmin
-
-    reg = Registry(url=db_url, artifact_root=str(artifact_root))
+    admin = Registry(url, token=tokens["admin"])
     try:
-        tokens.update({role: UserAdmin.add_user(reg, f"bench-{role}", [role]).token for role in ROLES})
+        tokens.update({role: admin.add_user(f"bench-{role}", [role]).token for role in ROLES})
     finally:
-        reg.close()
+        admin.close()
     return url, tokens
 
 
