@@ -76,6 +76,9 @@ def build(reg: Registry, events: int, root: Path) -> dict[str, int]:
             reg.reject(name, v, reason="metrics below champion", actor="reviewer")
             done += 1
         else:
+            if cycle % 5 == 0:  # the failed fairness gate blocks production until it is waived
+                reg.waive(name, v, "fairness", reason="reviewed: within tolerance", actor="reviewer")
+                done += 1
             reg.approve(name, v, reason="ok", actor="reviewer")
             reg.transition(name, v, "production", actor="ops")
             reg.set_alias(name, "champion", v, actor="ops")
