@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 
 from registry import identity
 from registry.artifacts.base import Blob, blob_key, check_digest
-from registry.errors import ArtifactNotFound, DigestMismatch, InvalidInput
+from registry.errors import ArtifactNotFound, ArtifactStoreError, DigestMismatch, InvalidInput
 from registry.service import problem
 from registry.service.caller import Call, call
 
@@ -50,18 +50,25 @@ async def upload(sha256: str, request: Request, c: Call = Depends(call)) -> Resp
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         return problem.from_error(_too_large(cap), 413)
-    fd, name = tempfile.mkstemp(prefix="govflow-upload-", dir=request.app.state.upload_dir)
+    spool = request.app.state.upload_dir
+    try:
+        fd, name = tempfile.mkstemp(prefix="govflow-upload-", dir=spool)
+    except OSError as exc:
+        raise ArtifactStoreError(f"upload spool {spool}: {exc.strerror or exc}", location=spool) from None
     path = Path(name)
     try:
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > cap:
-                    return problem.from_error(_too_large(cap), 413)
-                digest.update(chunk)
-                fh.write(chunk)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        return problem.from_error(_too_large(cap), 413)
+                    digest.update(chunk)
+                    fh.write(chunk)
+        except OSError as exc:
+            raise ArtifactStoreError(f"upload spool {spool}: {exc.strerror or exc}", location=spool) from None
         if digest.hexdigest() != sha256:
             raise DigestMismatch(
                 f"sha256: the uploaded bytes hash to {digest.hexdigest()}, not {sha256}", field="sha256"

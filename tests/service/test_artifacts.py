@@ -139,3 +139,18 @@ def test_export_streams_the_chain_as_jsonl(team: dict[str, Any], tmp_path: Path)
     lines = out.read_text().splitlines()
     assert count == len(lines) == len(team["rita"].audit_log()) and count > 0
     assert team["rita"].verify_audit().ok
+
+
+def test_an_unusable_spool_folder_is_one_store_error(registry_server: Any, tmp_path: Path) -> None:
+    h = registry_server
+    state = h.app.state
+    saved = state.upload_dir
+    state.upload_dir = str(tmp_path / "no" / "such" / "folder")
+    try:
+        pipe = h.client(h.token("pipeline", name="sp"))
+        model = tmp_path / "m.bin"
+        model.write_bytes(b"m")
+        with pytest.raises(errors.ArtifactStoreError, match="upload spool"):
+            pipe.register("churn", model)
+    finally:
+        state.upload_dir = saved
