@@ -84,6 +84,7 @@ class RemoteRegistry(ModelIO, Users):
         self.on_behalf = on_behalf
         self.transport = Transport(self.url, read_token(token))
         self._artifacts = RemoteArtifactStore(self.transport)
+        self.artifact_root = self._artifacts.root  # where blobs are reached: the server's blob API
         wanted = policy if policy is not None else os.environ.get("GOVFLOW_POLICY") or None
         if wanted is not None:
             self._check_policy(wanted if isinstance(wanted, Policy) else Policy.load(wanted))

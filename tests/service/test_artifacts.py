@@ -154,3 +154,12 @@ def test_an_unusable_spool_folder_is_one_store_error(registry_server: Any, tmp_p
             pipe.register("churn", model)
     finally:
         state.upload_dir = saved
+
+
+def test_gc_from_a_client_is_refused_in_one_line(registry_server: Any) -> None:
+    from registry.gc import collect_garbage
+
+    client = registry_server.client()
+    assert client.artifact_root.endswith("/api/v1/blobs")
+    with pytest.raises(errors.Refused, match="on the server"):
+        collect_garbage(client, dry_run=True)
