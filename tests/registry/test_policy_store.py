@@ -29,7 +29,7 @@ from registry.errors import (
 )
 from registry.policy_record import digest
 
-pytestmark = pytest.mark.embedded_only("drives identity, time or the tables of the embedded registry")
+EMBEDDED = pytest.mark.embedded_only("drives identity, the clock or its own registries in this process")
 
 LAX = Policy.from_dict({"separation_of_duties": False, "stages": {"production": {"approvals": 0}}})
 
@@ -187,6 +187,7 @@ def test_govflow_policy_seeds_an_empty_registry_with_an_audited_event(
 # --- only an admin changes it, and every decision names it ------------------------------------
 
 
+@EMBEDDED
 @pytest.mark.parametrize("roles", [("reader",), ("pipeline",), ("approver",), ("operator", "pipeline")])
 def test_set_policy_by_a_non_admin_is_forbidden(registry: Registry, roles: tuple[str, ...]) -> None:
     sha = registry.policy_info().sha256
@@ -200,6 +201,7 @@ def test_set_policy_by_a_non_admin_is_forbidden(registry: Registry, roles: tuple
     assert (_count(registry), registry.policy_info().sha256) == (before, sha)
 
 
+@EMBEDDED
 def test_set_policy_by_admin_is_recorded_and_named_by_every_later_decision(
     registry: Registry, artifact: Path, tmp_path: Path, opener
 ) -> None:
@@ -258,6 +260,7 @@ def test_set_policy_refuses_what_is_not_a_policy(registry: Registry, bad, field:
 # --- edits of the policy tables around the API --------------------------------------------------
 
 
+@EMBEDDED
 def test_an_edited_stored_policy_is_never_decided_under_and_fails_verify(
     registry: Registry, artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,6 +368,7 @@ def test_waivers_only_for_a_failed_unwaived_result(
     assert _count(registry) == before
 
 
+@EMBEDDED
 def test_a_policy_without_waivers_refuses_them_and_voids_old_ones(
     registry: Registry, artifact: Path, reopen
 ) -> None:
@@ -402,6 +406,7 @@ def test_a_waiver_written_around_the_api_fails_verify(registry: Registry, artifa
 # --- approvals expire ---------------------------------------------------------------------------
 
 
+@EMBEDDED
 @pytest.mark.parametrize(("elapsed", "counts"), [(29, True), (30, True), (31, False), (86_400, False)])
 def test_an_approval_older_than_approval_valid_for_does_not_count(
     registry: Registry, artifact: Path, clock: Clock, reopen, elapsed: int, counts: bool
@@ -422,6 +427,7 @@ def test_an_approval_older_than_approval_valid_for_does_not_count(
     assert registry.verify_audit().ok
 
 
+@EMBEDDED
 @pytest.mark.xfail(
     strict=True,
     reason="bug: check_decider counts an expired approval as a decision in this review, so the approver "
