@@ -83,7 +83,7 @@ async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or "request"
+    field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or "request"
     return response(body("InvalidInput", 400, f"{field}: {first.get('msg')}", field=field))
 
 

@@ -18,6 +18,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "govflow_error", "field", "
 
 def _get(h: Any, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(kw.pop("headers", {}))
     return httpx.request(kw.pop("method", "GET"), h.url + path, headers=headers, **kw)
 
 
@@ -79,8 +80,17 @@ def test_a_body_of_the_wrong_shape_is_400_naming_the_field(registry_server: Any)
     h = registry_server
     r = _get(h, "/api/v1/models/churn/rollback", h.admin_token, method="POST", json={"reasn": "typo"})
     assert r.status_code == 400 and r.json()["field"] in {"reason", "reasn"}
-    r = _get(h, "/api/v1/models/churn/rollback", h.admin_token, method="POST", content=b"{not json")
-    assert r.status_code == 400 and r.json()["govflow_error"] == "InvalidInput"
+    r = _get(
+        h,
+        "/api/v1/models/churn/rollback",
+        h.admin_token,
+        method="POST",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (
+        r.status_code == 400 and r.json()["govflow_error"] == "InvalidInput" and r.json()["field"] == "body"
+    )
 
 
 def test_refusal_is_409_and_rebuilt_as_the_same_class(team: dict[str, Any], registry_server: Any) -> None:
