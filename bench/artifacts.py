@@ -127,6 +127,8 @@ def _start_s3() -> tuple[Any, dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
+        # moto copies a large object in Python; on shared cores that can outlast the 5 s default.
+        "GOVFLOW_S3_READ_TIMEOUT": "120",
     }
     boto3.session.Session().client(
         "s3",
