@@ -76,7 +76,10 @@ class RegistryBase:
         """The policy in force, as stored in the registry."""
         with self.db.lookup() as conn:
             stored = policy_record.current(conn)
-        return stored[1] if stored is not None else self._fallback
+        if stored is not None:
+            self._check_explicit(stored)
+            return stored[1]
+        return self._fallback  # a registry with no policy holds no version yet
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -119,8 +122,9 @@ class RegistryBase:
     def _policy_in_force(self, conn: Connection, actor: str, at: datetime) -> tuple[str, Policy]:
         """(sha256, policy) in force, read inside the caller's transaction.
 
-        An empty registry is seeded here, by its first decision, with the caller's policy or the
-        defaults (audited); a caller's policy that differs from the stored one is refused.
+        An empty registry is seeded here, by its first registration or decision, with the caller's
+        policy or the defaults (audited); a caller's policy that differs from the stored one is
+        refused.
         """
         stored = policy_record.current(conn)
         if stored is None:

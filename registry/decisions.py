@@ -111,6 +111,7 @@ class Decisions(RegistryBase):
                 decider,
                 approving=decision == "approve",
                 claimed=claimed_by is not None,
+                now=at,
             )
             conn.execute(
                 approvals.insert().values(
@@ -135,7 +136,9 @@ class Decisions(RegistryBase):
             if code_id is not None:
                 payload["code_id"] = code_id
             if decision == "reject" and Stage(row.stage) == Stage.STAGING:
-                lifecycle.move(conn, row, Stage.DEVELOPMENT, kind="reject", actor=decider, reason=reason, at=at)
+                lifecycle.move(
+                    conn, row, Stage.DEVELOPMENT, kind="reject", actor=decider, reason=reason, at=at
+                )
                 payload["moved_to"] = Stage.DEVELOPMENT.value
             action = "version.approved" if decision == "approve" else "version.rejected"
             self._audit(conn, at, decider, action, name, version, payload)
@@ -177,7 +180,7 @@ class Decisions(RegistryBase):
         def work(conn: Connection) -> str:
             row = queries.version_row(conn, name, version)
             _, policy = self._policy_in_force(conn, who, at)
-            lifecycle.check_decider(conn, policy, row, name, target, who, approving=True)
+            lifecycle.check_decider(conn, policy, row, name, target, who, approving=True, now=at)
             code, code_id = approval_codes.issue(conn, who, row, at=at, valid_for=valid_for)
             self._audit(
                 conn,
@@ -232,11 +235,20 @@ class Decisions(RegistryBase):
                 sa.select(waivers.c.id).where(waivers.c.version_id == row.id, waivers.c.evidence_id == ev_id)
             ).first()
             if done is not None:
-                raise Refused(f"{ref}: the latest {gate} result is already waived", model=name, version=version)
+                raise Refused(
+                    f"{ref}: the latest {gate} result is already waived", model=name, version=version
+                )
             ev_at = conn.execute(sa.select(evidence.c.at).where(evidence.c.id == ev_id)).scalar_one()
             conn.execute(
                 waivers.insert(),
-                {"version_id": row.id, "gate": gate, "evidence_id": ev_id, "actor": who, "reason": reason, "at": at},
+                {
+                    "version_id": row.id,
+                    "gate": gate,
+                    "evidence_id": ev_id,
+                    "actor": who,
+                    "reason": reason,
+                    "at": at,
+                },
             )
             self._audit(
                 conn,

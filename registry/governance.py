@@ -38,22 +38,21 @@ class Governance(RegistryBase):
             return policy_record.history(conn)
 
     def set_policy(
-        self, policy: Policy | str | Path | dict[str, Any], *, reason: str | None = None, actor: str | None = None
+        self,
+        policy: Policy | str | Path | dict[str, Any],
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> PolicyInfo:
         """Put ``policy`` (a Policy, a file, or a mapping) in force; admin only, audited as ``policy.set``."""
-        if isinstance(policy, Policy):
-            new = policy
-        elif isinstance(policy, dict):
-            new = Policy.from_dict(policy)
-        elif isinstance(policy, str | Path) and str(policy):
-            new = Policy.load(policy)
-        else:
-            raise InvalidInput(f"policy: {policy!r} is not a policy, a file or a mapping", field="policy")
+        new = Policy.coerce(policy)
         reason = check_text(reason, "reason")
         identity.require("policy", "change the policy")
         who = identity.actor_for(actor)
         info = self.db.transact(
-            lambda conn: policy_record.set_current(conn, new, actor=who, at=now(), reason=reason, append=self._audit)
+            lambda conn: policy_record.set_current(
+                conn, new, actor=who, at=now(), reason=reason, append=self._audit
+            )
         )
         self._fallback, self._explicit = new, None  # this caller just chose the policy in force
         return info

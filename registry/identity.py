@@ -74,7 +74,7 @@ class Caller:
         return out
 
 
-_current: ContextVar[Caller] = ContextVar("govflow_caller", default=Caller())
+_current: ContextVar[Caller] = ContextVar("govflow_caller", default=Caller())  # noqa: B039 (frozen)
 
 
 def current() -> Caller:

@@ -161,6 +161,7 @@ def check_decider(
     *,
     approving: bool,
     claimed: bool = False,
+    now: datetime | None = None,
 ) -> None:
     """Refuse a decision the policy does not allow from ``actor`` on this version now.
 
@@ -200,6 +201,9 @@ def check_decider(
     earlier = current_decisions(conn, row, target)
     if policy.authenticated_approvals and not claimed:
         earlier = [d for d in earlier if d.claimed_by is None]
+    if now is not None:  # an expired approval may be renewed
+        oldest = now - timedelta(seconds=policy.approval_valid_for)
+        earlier = [d for d in earlier if d.decision != "approve" or d.at >= oldest]
     if any(same_actor(d.actor, actor) for d in earlier):
         raise SeparationOfDuties(
             f"{actor} has already decided on {ref} in this review; approvers must be distinct",
@@ -255,7 +259,9 @@ _GATE_RESULTS = (
 _WAIVED = sa.select(waivers.c.evidence_id).where(waivers.c.version_id == sa.bindparam("v"))
 
 
-def latest_results(conn: Connection, policy: Policy, row: Row[Any]) -> tuple[dict[str, tuple[int, bool]], set[str]]:
+def latest_results(
+    conn: Connection, policy: Policy, row: Row[Any]
+) -> tuple[dict[str, tuple[int, bool]], set[str]]:
     """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
     was ignored: the registrant cannot clear a failed gate by recording a pass after it."""
     latest: dict[str, tuple[int, bool]] = {}
@@ -297,7 +303,11 @@ def gate_problems(
     if failed:
         how = ""
         if every:  # entering production: say how a failure may still be let through
-            how = "; an approver may waive one with `govflow waive`" if policy.waivers else "; the policy forbids waivers"
+            how = (
+                "; an approver may waive one with `govflow waive`"
+                if policy.waivers
+                else "; the policy forbids waivers"
+            )
         parts.append(f"failed: {', '.join(failed)}{how}")
     if ignored & set(failed):
         parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")

@@ -148,6 +148,17 @@ class Policy(BaseModel):
         return cls.from_dict(data or {}, source=str(p))
 
     @classmethod
+    def coerce(cls, policy: Any) -> Policy:
+        """A Policy from a Policy, a mapping or a policy file path; refuse anything else."""
+        if isinstance(policy, Policy):
+            return policy
+        if isinstance(policy, dict):
+            return cls.from_dict(policy)
+        if isinstance(policy, str | Path) and str(policy).strip():
+            return cls.load(policy)
+        raise PolicyError(f"policy: {policy!r} is not a policy, a mapping or a file", field="policy")
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy") -> Policy:
         """Validate a policy mapping; refuse it with the first bad field named."""
         try:

@@ -18,12 +18,18 @@ from sqlalchemy.engine import Connection
 from registry.canonical import canonical
 from registry.db.tables import policies, policy_history
 from registry.entities import PolicyInfo
+from registry.errors import IntegrityError
 from registry.policy import Policy
 
 Append = Callable[[Connection, datetime, str, str, str | None, int | None, dict[str, Any]], Any]
 
 _KNOWN = sa.select(policies.c.sha256).where(policies.c.sha256 == sa.bindparam("s"))
-_CURRENT = sa.select(policy_history.c.sha256).order_by(policy_history.c.id.desc()).limit(1)
+_CURRENT = (
+    sa.select(policy_history.c.sha256, policies.c.document)
+    .join(policies, policies.c.sha256 == policy_history.c.sha256)
+    .order_by(policy_history.c.id.desc())
+    .limit(1)
+)
 _DOCUMENT = sa.select(policies.c.document).where(policies.c.sha256 == sa.bindparam("s"))
 # Parsed policies by sha256: a stored document never changes under its digest.
 _PARSED: dict[str, Policy] = {}
@@ -52,18 +58,21 @@ def document(conn: Connection, sha: str) -> dict[str, Any] | None:
 
 
 def current(conn: Connection) -> tuple[str, Policy] | None:
-    """(sha256, policy) of the policy in force, or None for a registry that has none yet."""
-    sha = conn.execute(_CURRENT).scalar()
-    if sha is None:
+    """(sha256, policy) of the policy in force, or None for a registry that has none yet.
+
+    The stored document is re-hashed on every read: an edited document is refused at once, in
+    every process, rather than hidden by a cache.
+    """
+    row = conn.execute(_CURRENT).first()
+    if row is None:
         return None
+    sha, doc = row
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    if hashlib.sha256(canonical(doc)).hexdigest() != sha:
+        raise IntegrityError(f"policy {sha[:12]}: the stored document does not hash to its sha256")
     parsed = _PARSED.get(sha)
     if parsed is None:
-        doc = document(conn, sha)
-        if doc is None or hashlib.sha256(canonical(doc)).hexdigest() != sha:
-            # Someone edited the stored document: decide under nothing rather than under it.
-            from registry.errors import IntegrityError
-
-            raise IntegrityError(f"policy {sha[:12]}: the stored document does not hash to its sha256")
         parsed = _PARSED[sha] = Policy.from_dict(doc, source=f"stored policy {sha[:12]}")
     return sha, parsed
 
@@ -82,7 +91,9 @@ def set_current(
         return info(conn)  # type: ignore[return-value]
     known = conn.execute(_KNOWN, {"s": sha}).first() is not None
     if not known:
-        conn.execute(policies.insert(), {"sha256": sha, "document": doc, "recorded_at": at, "recorded_by": actor})
+        conn.execute(
+            policies.insert(), {"sha256": sha, "document": doc, "recorded_at": at, "recorded_by": actor}
+        )
     conn.execute(policy_history.insert(), {"sha256": sha, "set_by": actor, "set_at": at, "reason": reason})
     if before is None and not known:
         payload = {"sha256": sha, "document": doc, "in_force": True, "reason": reason}
@@ -91,7 +102,9 @@ def set_current(
         if not known:
             append(conn, at, actor, "policy.recorded", None, None, {"sha256": sha, "document": doc})
         previous = before[0] if before else None
-        append(conn, at, actor, "policy.set", None, None, {"sha256": sha, "previous": previous, "reason": reason})
+        append(
+            conn, at, actor, "policy.set", None, None, {"sha256": sha, "previous": previous, "reason": reason}
+        )
     return info(conn)  # type: ignore[return-value]
 
 

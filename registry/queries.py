@@ -204,7 +204,9 @@ def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[
 def waivers_for(conn: Connection, version_id: int) -> list[Waiver]:
     """The waivers on a version, oldest first, each with the time of the result it waives."""
     rows = conn.execute(_WAIVERS, {"v": version_id}).all()
-    return [Waiver(gate=r.gate, evidence_at=r.evidence_at, actor=r.actor, reason=r.reason, at=r.at) for r in rows]
+    return [
+        Waiver(gate=r.gate, evidence_at=r.evidence_at, actor=r.actor, reason=r.reason, at=r.at) for r in rows
+    ]
 
 
 def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Connection
 from registry import identity, lifecycle, queries, registration
 from registry.annotations import Annotations
 from registry.artifacts import Blob
+from registry.artifacts.base import check_digest
 from registry.auth.admin import UserAdmin
-from registry.decisions import Decisions
-from registry.governance import Governance
 from registry.base import now
+from registry.decisions import Decisions
 from registry.entities import (
     ModelSummary,
     ModelVersion,
@@ -28,11 +28,11 @@ from registry.entities import (
     VersionSpec,
 )
 from registry.errors import ArtifactNotFound, InvalidInput, RollbackRefused, first_invalid
+from registry.governance import Governance
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
 from registry.trail import AuditTrail
-from registry.artifacts.base import check_digest
 from registry.validate import check_name, check_text, check_version
 
 
@@ -113,6 +113,7 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
         lineage = spec.lineage
 
         def work(conn: Connection) -> int:
+            self._policy_in_force(conn, who, at)  # a registry holds no version without a policy
             number = registration.insert_version(
                 conn,
                 name=name,
@@ -196,7 +197,9 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
         next page starts before the last version of this one.
         """
         check_name(name)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+        ):
             raise InvalidInput(f"limit: {limit!r} must be a whole number from 1 to 1000", field="limit")
         if before is not None:
             check_version(before, "before")

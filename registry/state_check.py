@@ -290,7 +290,11 @@ def _policies(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]])
 
 
 def _policy_history(conn: Connection, replay: Replay, ids: dict[int, tuple[str, int]]) -> str | None:
-    have = [tuple(r) for r in _rows(conn, "SELECT sha256, set_by, set_at, reason FROM policy_history ORDER BY id")]
+    have = [
+        tuple(r) for r in _rows(conn, "SELECT sha256, set_by, set_at, reason FROM policy_history ORDER BY id")
+    ]
     if have != replay.policy_history:
-        return _first_row_difference("policy history", ("sha256", "set_by", "set_at", "reason"), have, replay.policy_history)
+        return _first_row_difference(
+            "policy history", ("sha256", "set_by", "set_at", "reason"), have, replay.policy_history
+        )
     return None

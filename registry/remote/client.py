@@ -16,35 +16,25 @@ from registry import entities
 from registry.artifacts.base import ArtifactStore
 from registry.entities import (
     Approval,
-    AuditEvent,
     Evidence,
     ModelSummary,
     ModelVersion,
     ProductionAt,
     RollbackResult,
     StageChange,
-    VerifyReport,
     VersionRef,
     VersionSpec,
 )
-from registry.errors import AuditChainBroken, InvalidInput, PolicyError, Refused, first_invalid
+from registry.errors import InvalidInput, PolicyError, Refused, first_invalid
 from registry.model_io import ModelIO
 from registry.policy import Policy
 from registry.policy_record import digest
 from registry.remote.store import RemoteArtifactStore
-from registry.remote.transport import Transport, read_token
+from registry.remote.trail import Trail
+from registry.remote.transport import Transport, many, read_token
 from registry.remote.users import Users
 from registry.stages import Stage
 from registry.validate import check_name, check_version
-
-_LISTS: dict[type, TypeAdapter[Any]] = {}
-
-
-def _many(cls: type, content: bytes) -> list[Any]:
-    adapter = _LISTS.get(cls)
-    if adapter is None:
-        adapter = _LISTS[cls] = TypeAdapter(list[cls])  # type: ignore[valid-type]
-    return adapter.validate_json(content)
 
 
 def _stage(stage: Any) -> Any:
@@ -56,7 +46,7 @@ def _v(name: Any, version: Any) -> str:
     return f"/api/v1/models/{check_name(name)}/versions/{check_version(version)}"
 
 
-class RemoteRegistry(ModelIO, Users):
+class RemoteRegistry(ModelIO, Trail, Users):
     """The registry served by ``govflow server``; ``Registry("https://…")`` returns one.
 
     The token comes from ``token``, GOVFLOW_TOKEN or GOVFLOW_TOKEN_FILE. A ``policy`` (or
@@ -91,7 +81,7 @@ class RemoteRegistry(ModelIO, Users):
 
     def _check_policy(self, policy: Policy) -> None:
         mine, _ = digest(policy)
-        theirs = self.policy_info().sha256
+        theirs, _ = digest(self.policy)
         if mine != theirs:
             raise PolicyError(
                 f"policy: the given policy ({mine[:12]}) differs from the registry's policy ({theirs[:12]}); "
@@ -188,15 +178,15 @@ class RemoteRegistry(ModelIO, Users):
         self, name: str, *, limit: int | None = None, before: int | None = None
     ) -> list[ModelVersion]:
         params = {"limit": limit, "before": before}
-        return _many(
+        return many(
             ModelVersion, self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params)
         )
 
     def models(self) -> list[ModelSummary]:
-        return _many(ModelSummary, self._call("GET", "/api/v1/models"))
+        return many(ModelSummary, self._call("GET", "/api/v1/models"))
 
     def history(self, name: str) -> list[StageChange]:
-        return _many(StageChange, self._call("GET", f"/api/v1/models/{check_name(name)}/history"))
+        return many(StageChange, self._call("GET", f"/api/v1/models/{check_name(name)}/history"))
 
     def production_at(self, name: str, at: datetime) -> ProductionAt:
         check_name(name)
@@ -311,103 +301,3 @@ class RemoteRegistry(ModelIO, Users):
     def remove_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
         check_name(alias, "alias")
         self._call("DELETE", f"/api/v1/models/{check_name(name)}/aliases/{alias}", actor=actor)
-
-    # --- events and audit -------------------------------------------------------------------
-
-    def record(
-        self,
-        action: str,
-        *,
-        model: str | None = None,
-        version: int | None = None,
-        payload: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> AuditEvent:
-        body = {"action": action, "model": model, "version": version, "payload": payload, "actor": actor}
-        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/events", body))
-
-    def record_deployment(
-        self,
-        model: str,
-        version: int,
-        *,
-        target: str,
-        ok: bool,
-        payload: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> AuditEvent:
-        body = {
-            "model": model,
-            "version": version,
-            "target": target,
-            "ok": ok,
-            "payload": payload,
-            "actor": actor,
-        }
-        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/deployments", body))
-
-    def note_pickle_load(
-        self, model: str, version: int, *, ref: str, sha256: str, fmt: str, actor: str | None = None
-    ) -> AuditEvent:
-        body = {"model": model, "version": version, "ref": ref, "sha256": sha256, "fmt": fmt, "actor": actor}
-        return AuditEvent.model_validate_json(self._call("POST", "/api/v1/pickle-loads", body))
-
-    def audit_log(self, model: str | None = None, limit: int | None = None) -> list[AuditEvent]:
-        return _many(AuditEvent, self._call("GET", "/api/v1/audit", params={"model": model, "limit": limit}))
-
-    def verify_audit(self, *, raise_on_error: bool = False) -> VerifyReport:
-        report = VerifyReport.model_validate_json(self._call("GET", "/api/v1/audit/verify"))
-        if raise_on_error and not report.ok:
-            raise AuditChainBroken(
-                f"audit chain broken at seq {report.first_bad_seq}: {report.problem}",
-                seq=report.first_bad_seq or 0,
-            )
-        return report
-
-    def export_audit(self, path: str | Path) -> int:
-        """Stream the chain as JSONL into ``path``; return the count."""
-        out = Path(path)
-        if out.is_dir() or not out.parent.is_dir():
-            raise InvalidInput(f"path: {out} is a folder or its folder does not exist", field="path")
-        tmp = out.with_name(out.name + ".tmp")
-        count = 0
-        try:
-            with self.transport.stream("/api/v1/audit/export") as response, open(tmp, "wb") as fh:
-                for line in response.iter_lines():
-                    if line:
-                        fh.write(line.encode("utf-8") + b"\n")
-                        count += 1
-            tmp.replace(out)
-        except OSError as exc:
-            raise InvalidInput(f"path: cannot write {out}: {exc.strerror or exc}", field="path") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-        return count
-
-    # --- policy -----------------------------------------------------------------------------
-
-    @property
-    def policy(self) -> Policy:
-        """The policy in force on the server."""
-        return Policy.model_validate(self.policy_info().document)
-
-    def policy_info(self) -> Any:
-        return entities.PolicyInfo.model_validate_json(self._call("GET", "/api/v1/policy"))
-
-    def policy_history(self) -> list[Any]:
-        return _many(entities.PolicyInfo, self._call("GET", "/api/v1/policy/history"))
-
-    def policy_document(self, sha256: str) -> dict[str, Any] | None:
-        if not isinstance(sha256, str) or not sha256.isalnum():
-            return None
-        return TypeAdapter(dict[str, Any] | None).validate_json(
-            self._call("GET", f"/api/v1/policies/{sha256}")
-        )
-
-    def set_policy(
-        self, policy: Policy | str | Path, *, reason: str | None = None, actor: str | None = None
-    ) -> Any:
-        """Put ``policy`` (a Policy or a policy file) in force on the server (admin only)."""
-        loaded = policy if isinstance(policy, Policy) else Policy.load(policy)
-        body = {"document": loaded.model_dump(mode="json"), "reason": reason, "actor": actor}
-        return entities.PolicyInfo.model_validate_json(self._call("PUT", "/api/v1/policy", body))

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
 
 from registry import errors, identity
@@ -25,6 +26,17 @@ BY_STATUS: dict[int, type[GovflowError]] = {
     404: errors.NotFound,
     503: StorageError,
 }
+
+
+_LISTS: dict[type, TypeAdapter[Any]] = {}
+
+
+def many(cls: type, content: bytes) -> list[Any]:
+    """A JSON list of ``cls`` entities (one cached validator per type)."""
+    adapter = _LISTS.get(cls)
+    if adapter is None:
+        adapter = _LISTS[cls] = TypeAdapter(list[cls])  # type: ignore[valid-type]
+    return adapter.validate_json(content)
 
 
 def read_token(token: str | None) -> str:

@@ -100,6 +100,12 @@ def policy_info(c: Call = Depends(call)) -> Response:
     return ok(c.run(c.registry.policy_info))
 
 
+@router.get("/policy/in-force")
+def policy_in_force(c: Call = Depends(call)) -> Response:
+    """The policy decisions are taken under now, as a document (a read: records nothing)."""
+    return ok(c.run(lambda: c.registry.policy.model_dump(mode="json")))
+
+
 @router.put("/policy")
 def set_policy(body: PolicyBody, c: Call = Depends(call)) -> Response:
     """Replace the policy in force (admin only); audited with the policy's hash."""

@@ -111,9 +111,10 @@ def test_inserted_event_is_detected(chain: Registry) -> None:
 
 def test_export_writes_every_event(chain: Registry, tmp_path: Path) -> None:
     out = tmp_path / "audit.jsonl"
-    assert chain.export_audit(out) == 4
+    assert chain.export_audit(out) == 5  # the policy the first registration seeded, then four
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["seq"] for e in lines] == [1, 2, 3, 4]
+    assert [e["seq"] for e in lines] == [1, 2, 3, 4, 5]
+    assert lines[0]["action"] == "policy.recorded" and lines[0]["payload"]["in_force"]
     assert lines[-1]["action"] == "alias.set"
 
 

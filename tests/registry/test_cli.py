@@ -134,11 +134,11 @@ def test_cli_refusals(sqlite_cli, tmp_path: Path) -> None:
     cli("transition", "churn", "1", "staging")
     cli("evidence", "add", "churn", "1", "--gate", "fairness", "--failed", "--value", "0.3")
     assert "KEY=VALUE" in cli("register", "churn", "--artifact", str(model), "--tag", "oops", expect=2).stderr
-    # Nothing was written by any refusal: one registration, the policy the transition was taken
-    # under, one transition, one evidence.
+    # Nothing was written by any refusal: the policy the first registration seeded, one
+    # registration, one transition, one evidence.
     assert [e["action"] for e in json.loads(cli("audit", "log", "--json").stdout)] == [
-        "version.registered",
         "policy.recorded",
+        "version.registered",
         "version.transitioned",
         "evidence.added",
     ]

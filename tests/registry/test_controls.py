@@ -688,7 +688,9 @@ def test_record_refuses_every_reserved_namespace_and_action(registry: Registry) 
             str(err.value)
             == f"action: {action} is in the registry's own namespace; custom events use custom."
         )
-    event = registry.record("custom.deployed", model="churn", version=3, actor="ops", payload={"to": "serving"})
+    event = registry.record(
+        "custom.deployed", model="churn", version=3, actor="ops", payload={"to": "serving"}
+    )
     assert (event.action, event.model, event.version, event.payload) == (
         "custom.deployed",
         "churn",
@@ -714,7 +716,7 @@ def test_pickle_refusals_name_the_missing_opt_in(backend_url: str, tmp_path: Pat
         assert (err.value.model, err.value.version, err.value.reason) == ("churn", None, "pickle")
     finally:
         plain.close()
-    opted = Registry(url=backend_url, artifact_root=str(tmp_path / "art"), policy=Policy(allow_pickle=True))
+    opted = _policy_registry(backend_url, tmp_path, {"allow_pickle": True})
     try:
         v = opted.register_model("churn", _fitted(1), actor="alice", allow_pickle=True)
         assert (v.version, v.registered_by, v.artifact.format) == (1, "alice", "pickle")
@@ -745,7 +747,12 @@ def test_joblib_files_load_with_joblib(backend_url: str, tmp_path: Path) -> None
                 "ops",
                 "churn",
                 1,
-                {"ref": "churn/1", "sha256": v.artifact.sha256, "format": "joblib", "via": {"channel": "api"}},
+                {
+                    "ref": "churn/1",
+                    "sha256": v.artifact.sha256,
+                    "format": "joblib",
+                    "via": {"channel": "api"},
+                },
             )
         ]
     finally:

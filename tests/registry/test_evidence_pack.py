@@ -170,7 +170,8 @@ def test_checkpoint_proof_rechecks_offline(story: Story) -> None:
     assert proof is not None and proof.verified, proof and proof.problem
     assert proof.checkpoint_count == story.checkpoint_count
     assert story.after_seq in proof.uncovered_seqs and story.after_seq not in proof.covered_seqs
-    assert proof.covered_seqs[0] == 1 and proof.links_total == story.checkpoint_count
+    # seq 1 seeds the policy; the version's story starts at its registration, seq 2.
+    assert proof.covered_seqs[0] == 2 and proof.links_total == story.checkpoint_count - 1
     assert verify_segment(proof.segment, proof.checkpoint_head)
     # An edited body no longer reaches the signed head.
     forged = proof.segment[0].body.replace('"alice"', '"mallory"')
@@ -203,7 +204,7 @@ def test_checkpoint_kept_in_s3(s3_root: str, tmp_path: Path) -> None:
 def test_proof_is_capped_and_says_so(story: Story) -> None:
     proof = _pack(story, cap=3).audit.proof
     assert proof is not None and proof.verified and proof.capped
-    assert len(proof.segment) == 3 and proof.links_total == story.checkpoint_count
+    assert len(proof.segment) == 3 and proof.links_total == story.checkpoint_count - 1
     md = render(_pack(story, cap=3), "md")
     assert "capped" in md
 

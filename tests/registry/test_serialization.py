@@ -150,9 +150,8 @@ def test_skops_refuses_an_unlisted_type(registry: Registry, backend_url: str, tm
         registry.load_model("churn/1")
     assert info.value.fields["types"] == [SNEAKY]
     # Trusted by policy, it loads.
-    trusting = Registry(
-        url=backend_url, artifact_root=registry.artifact_root, policy=Policy(trusted_types=[SNEAKY])
-    )
+    registry.set_policy(Policy(trusted_types=[SNEAKY]), actor="admin")
+    trusting = Registry(url=backend_url, artifact_root=registry.artifact_root)
     try:
         loaded = trusting.load_model("churn/1")
     finally:

@@ -191,10 +191,10 @@ def test_rewriting_log_and_state_together_needs_the_chain(live: Registry) -> Non
     _sql(
         live,
         "UPDATE versions SET metrics = '{\"auc\": 0.99}' WHERE version = 1",
-        f"UPDATE audit_events SET payload = {edited} WHERE seq = 1",
+        f"UPDATE audit_events SET payload = {edited} WHERE seq = 2",
     )
-    report = live.verify_audit()
-    assert not report.ok and report.scope == "chain" and report.first_bad_seq == 1
+    report = live.verify_audit()  # seq 1 is the seeded policy, seq 2 the registration
+    assert not report.ok and report.scope == "chain" and report.first_bad_seq == 2
 
 
 def test_replay_covers_every_column_of_every_state_table() -> None:

@@ -409,11 +409,6 @@ def test_a_code_and_a_typed_name_together_are_refused(team: Registry) -> None:
         team.approve("churn", 1, code=code)  # still good after both refusals
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: redeem does not re-check the code's principal; a revoked (or demoted) approver's "
-    "outstanding codes still count for up to an hour",
-)
 def test_a_revoked_approvers_code_no_longer_counts(team: Registry) -> None:
     team.add_user("carol", ["approver"])
     code = _code(team)
