@@ -25,7 +25,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from registry import Registry
-from registry.config import resolve_actor
 from registry.errors import DeployError, GovflowError, InvalidInput, first_invalid, map_exceptions
 from registry.stages import Stage
 
@@ -278,7 +277,7 @@ class ManifestTarget:
         Refuses (``DeployError``): a version not in production, an unwritable path, an S3
         failure (bucket missing, denied, endpoint down).
         """
-        who = resolve_actor(actor)
+        who = actor or registry.whoami()
         manifest = release_manifest(registry, model, version, actor=who)
         data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         try:

@@ -15,7 +15,6 @@ from flows.data import read_table
 from flows.steps import open_registry, production_version
 from registry import Registry
 from registry.checkpoint import checkpoint_from_env
-from registry.config import resolve_actor
 from registry.errors import InvalidInput
 
 
@@ -25,7 +24,7 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
     log = get_run_logger()
     config = PipelineConfig.load(config_path)
     reg = open_registry(config)
-    actor = resolve_actor()
+    actor = reg.whoami()
     live = production_version(reg, config.model_name)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)

@@ -30,7 +30,6 @@ from flows.steps import (
     validate_data,
     write_card,
 )
-from registry.config import resolve_actor
 from registry.entities import Decision, ModelVersion
 from registry.errors import (
     ApprovalRequired,
@@ -171,7 +170,7 @@ def retrain(config_path: str) -> dict[str, Any]:
     log = get_run_logger()
     config = PipelineConfig.load(config_path)
     reg = open_registry(config)
-    actor = resolve_actor()
+    actor = reg.whoami()
     data = load(config)
     data_gate = validate_data(config, data)
     model = train_model(config, data)

@@ -10,7 +10,6 @@ from deployments.targets import make_target
 from flows import events
 from flows.config import PipelineConfig
 from flows.steps import open_registry
-from registry.config import resolve_actor
 from registry.registry import Registry
 
 
@@ -25,9 +24,9 @@ def rollback(
     version an event was about) the rollback is refused if production has moved on since.
     """
     log = get_run_logger()
-    actor = resolve_actor()
     config = PipelineConfig.load(config_path) if config_path else None
     reg = open_registry(config) if config else Registry()
+    actor = reg.whoami()
     result = reg.rollback(model_name, reason=reason, actor=actor, expected_version=expected_version)
     out: dict[str, Any] = result.model_dump(mode="json")
     if config is not None:

@@ -18,6 +18,11 @@ from registry.validate import check_actor, check_json, check_name, check_text, c
 class Governance(RegistryBase):
     """``policy show | set | history``, deploy events and pickle-load events."""
 
+    def whoami(self) -> str:
+        """The name this registry records as the actor: the authenticated principal, else
+        ``GOVFLOW_ACTOR`` or the OS user (embedded)."""
+        return identity.actor_for(None)
+
     def policy_info(self) -> PolicyInfo:
         """The policy in force, its sha256, who set it and when (an empty registry records its seed)."""
         with self.db.read() as conn:
