@@ -20,7 +20,8 @@ from registry.errors import GovflowError
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("govflow.server")
 
-# The first class in the error's MRO found here gives the status; anything else is a 400.
+# The first class here the error is an instance of gives the status (so ArtifactNotFound, both a
+# store error and a lookup, is a 404); anything else is a 400.
 STATUS: dict[type[GovflowError], int] = {
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
@@ -35,9 +36,9 @@ STATUS: dict[type[GovflowError], int] = {
 
 def status_for(exc: GovflowError) -> int:
     """The HTTP status of a govflow error."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
+    for cls, status in STATUS.items():
+        if isinstance(exc, cls):
+            return status
     return 400
 
 

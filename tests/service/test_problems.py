@@ -210,3 +210,43 @@ def test_an_oversized_json_body_is_refused_before_it_is_read(registry_server: An
 
         r = httpx.post(h.url + "/api/v1/events", content=chunks(), headers=auth)
         assert r.status_code == 413 and r.json()["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (errors.InvalidInput("name: bad", field="name"), 400),
+        (errors.PolicyError("policy: bad", field="approvals"), 400),
+        (errors.Forbidden("x may not", field="role"), 403),
+        (errors.VersionNotFound("churn/9 not found", model="churn", version=9), 404),
+        (errors.ArtifactNotFound("artifact a not found", location="s3://b/k"), 404),
+        (errors.SeparationOfDuties("bob registered churn/1", model="churn", version=1), 409),
+        (errors.DigestMismatch("bytes hash to x", location="file:///a"), 409),
+        (errors.AuditChainBroken("audit chain broken at seq 7: x", seq=7), 409),
+        (errors.StorageError("database unreachable"), 503),
+        (errors.SchemaOutdated("run govflow db upgrade"), 503),
+        (errors.ArtifactStoreError("s3 down", location="s3://b"), 502),
+        (errors.DeployError("target failed"), 400),
+    ],
+)
+def test_each_error_maps_to_its_status_and_comes_back_as_its_class(
+    registry_server: Any, monkeypatch: pytest.MonkeyPatch, exc: errors.GovflowError, status: int
+) -> None:
+    h = registry_server
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise exc
+
+    monkeypatch.setattr(h.registry, "models", refuse)
+    r = _get(h, "/api/v1/models", h.admin_token)
+    doc = r.json()
+    assert r.status_code == status == doc["status"]
+    assert doc["govflow_error"] == type(exc).__name__ and doc["detail"] == str(exc)
+    with pytest.raises(type(exc)) as caught:
+        h.client().models()
+    back = caught.value
+    assert type(back) is type(exc) and str(back) == str(exc)
+    assert (back.model, back.version) == (exc.model, exc.version)
+    assert getattr(back, "field", None) == getattr(exc, "field", None)
+    for attr in ("seq", "location"):
+        assert getattr(back, attr, None) == getattr(exc, attr, None)
