@@ -22,15 +22,16 @@ def test_revoked_token_is_refused(registry_server: Any, unchanged: Any) -> None:
         reader.models()
 
 
-def test_expired_token_is_refused(registry_server: Any) -> None:
-    h = registry_server
-    token = h.token("reader", name="brief", expires_in=timedelta(seconds=1))
-    with h.registry.db.transact(lambda conn: None) or h.registry.db.read() as conn:
-        import sqlalchemy as sa
+def test_expired_token_is_refused(registry_server: Any, unchanged: Any) -> None:
+    import sqlalchemy as sa
 
-        conn.execute(sa.text("UPDATE users SET expires_at = created_at WHERE name = 'brief'"))
-        conn.commit()
-    with pytest.raises(errors.Unauthenticated, match="expired"):
+    h = registry_server
+    token = h.token("reader", name="brief", expires_in=timedelta(hours=1))
+    assert h.client(token).models() == []
+    h.registry.db.transact(
+        lambda conn: conn.execute(sa.text("UPDATE users SET expires_at = created_at WHERE name = 'brief'"))
+    )
+    with unchanged(), pytest.raises(errors.Unauthenticated, match="expired"):
         h.client(token).models()
 
 
