@@ -82,9 +82,8 @@ def test_registrant_cannot_approve_under_any_spelling(
     bob = h.client(h.token("pipeline", "approver", name="bob"))
     bob.register("churn", path)
     bob.transition("churn", 1, "staging")
-    with unchanged(), pytest.raises(errors.Refused) as caught:
+    with unchanged(), pytest.raises(errors.SeparationOfDuties):
         bob.approve("churn", 1, actor=spelling)
-    assert isinstance(caught.value, errors.SeparationOfDuties | errors.Forbidden)
     # An admin acting for bob, however spelled, is still bob.
     admin = h.client(on_behalf=True)
     with unchanged(), pytest.raises(errors.SeparationOfDuties):
