@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +22,7 @@ def server_cmd(
         Path | None,
         typer.Option("--token-file", help="Where --init-admin writes the admin token (mode 0600)."),
     ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes (each with its own pool).")] = 1,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's own log level.")] = "info",
 ) -> None:
     """Serve the registry API over HTTP; every request but /health needs a token or an OIDC JWT.
@@ -35,30 +35,29 @@ def server_cmd(
         raise InvalidInput(f"--port: {port} is not a TCP port", field="port")
     if (init_admin is None) != (token_file is None):
         raise InvalidInput("--init-admin and --token-file go together", field="init_admin")
-    db_url = os.environ.get("GOVFLOW_REGISTRY_URL", "")
-    if db_url.startswith(("http://", "https://")):
-        raise InvalidInput(
-            "GOVFLOW_REGISTRY_URL: the server needs a database URL (sqlite:///… or postgresql+psycopg://…), "
-            f"not the server address {db_url}",
-            field="GOVFLOW_REGISTRY_URL",
-        )
+    if workers < 1:
+        raise InvalidInput(f"--workers: {workers} must be at least 1", field="workers")
     import uvicorn  # loaded only for this command
 
-    from registry import Registry, identity
+    from registry import identity
     from registry.auth.admin import init_admin as make_admin
     from registry.auth.authenticate import Authenticator, OIDCConfig
-    from registry.policy import Policy
     from registry.service import create_app
+    from registry.service.factory import open_server_registry
 
-    oidc = OIDCConfig.from_env()
-    registry = Registry(url=db_url or None, default_policy=Policy(authenticated_approvals=True))
+    oidc = OIDCConfig.from_env()  # a bad OIDC setting is refused before anything starts
+    registry: Any = open_server_registry()
     try:
         if init_admin is not None and token_file is not None:
             with identity.acting(channel="server"):
                 made = make_admin(registry, init_admin, token_file)
             typer.echo(f"admin {made.name}: token written to {token_file} (mode 0600)")
-        application = create_app(registry, Authenticator(registry.db, oidc))
         typer.echo(f"govflow server on http://{host}:{port} (API under /api/v1, OpenAPI at /openapi.json)")
-        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, lifespan="off")
+        options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "access_log": False}
+        if workers > 1:  # each worker process opens its own registry from the environment
+            registry.close()
+            uvicorn.run("registry.service.factory:app_from_env", factory=True, workers=workers, **options)
+            return
+        uvicorn.run(create_app(registry, Authenticator(registry.db, oidc)), lifespan="off", **options)
     finally:
         registry.close()

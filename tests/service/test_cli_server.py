@@ -56,7 +56,8 @@ def test_init_admin_without_token_file_is_refused() -> None:
     assert out.returncode == 2 and "--token-file" in out.stderr
 
 
-def test_server_starts_with_a_first_admin(pg_server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_server_starts_with_a_first_admin(pg_server: str, tmp_path: Path, workers: str) -> None:
     url = create_pg_database(pg_server)
     port = _free_port()
     token_file = tmp_path / "admin.token"
@@ -72,6 +73,8 @@ def test_server_starts_with_a_first_admin(pg_server: str, tmp_path: Path) -> Non
             "ops",
             "--token-file",
             str(token_file),
+            "--workers",
+            workers,
             "--log-level",
             "warning",
         ],
@@ -97,6 +100,8 @@ def test_server_starts_with_a_first_admin(pg_server: str, tmp_path: Path) -> Non
         admin: Any = RemoteRegistry(base, token=token)
         assert admin.policy.authenticated_approvals is True  # the server-mode default
         assert [u.name for u in admin.list_users()] == ["ops"]
+        for _ in range(4):  # with two workers, requests land on both processes
+            assert admin.models() == []
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
