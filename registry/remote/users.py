@@ -16,6 +16,10 @@ class Users:
 
     _call: Any
 
+    def whoami(self) -> str:
+        """The name the server records as this client's actor: the authenticated principal."""
+        return TypeAdapter(dict[str, str]).validate_json(self._call("GET", "/api/v1/whoami"))["name"]
+
     def add_user(self, name: str, roles: list[str], *, expires_in: timedelta | None = None) -> NewToken:
         """Create a user; the returned NewToken carries the token, shown this once."""
         seconds = None

@@ -69,6 +69,7 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
 
     for module in (routes_versions, routes_decisions, routes_blobs, routes_audit, routes_users):
         app.include_router(module.router)
+    app.include_router(routes_users.whoami_router)
     # The hot path first: same behaviour as the documented route, a fraction of its overhead.
     app.router.routes.insert(0, Route("/api/v1/resolve", routes_versions.resolve_fast, methods=["GET"]))
     return app

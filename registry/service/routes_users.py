@@ -13,6 +13,13 @@ from registry.service.responses import ok
 from registry.service.schemas import UserBody
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
+whoami_router = APIRouter(prefix="/api/v1", tags=["users"])
+
+
+@whoami_router.get("/whoami")
+def whoami(c: Call = Depends(call)) -> Response:
+    """The name the registry records as the actor of this caller's requests."""
+    return ok({"name": c.run(c.registry.whoami)})
 
 
 def _lifetime(seconds: Any) -> timedelta | None:

@@ -208,3 +208,8 @@ def test_record_refuses_the_registry_namespaces(team: dict[str, Any], unchanged:
         with unchanged(), pytest.raises(errors.InvalidInput):
             team["admin"].record(action, model="churn", version=1)
     assert team["olga"].record("custom.note", model="churn", payload={"n": 1}).action == "custom.note"
+
+
+def test_whoami_is_the_authenticated_principal(team: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOVFLOW_ACTOR", "someone-else")  # a claim; whoami answers with the token's name
+    assert team["alice"].whoami() == "alice" and team["admin"].whoami() == "admin"
