@@ -11,6 +11,7 @@ one message, and a pooled connection is pinged only after it sat idle.
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,11 +100,14 @@ def _pg_engine(parsed: sa.engine.URL, **options: Any) -> Engine:
 
     @event.listens_for(engine, "checkout")
     def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        # pool_pre_ping would cost a round trip on every call; a connection in steady use is alive.
+        # pool_pre_ping would cost a round trip on every call. An idle connection has nothing to
+        # read, so a readable socket (the server closed it, or said why) or a long idle gets a ping.
         if dbapi_conn.closed or dbapi_conn.broken:
             raise sa.exc.DisconnectionError("connection closed")
         since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < IDLE_PING_S:
+        if since is None:
+            return
+        if time.monotonic() - since < IDLE_PING_S and not _readable(dbapi_conn):
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
@@ -111,6 +115,13 @@ def _pg_engine(parsed: sa.engine.URL, **options: Any) -> Engine:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
     return engine
+
+
+def _readable(dbapi_conn: Any) -> bool:
+    try:
+        return bool(select.select([dbapi_conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 class Database:
@@ -220,10 +231,15 @@ class Database:
         # before the SELECT's row could be read. Driver errors are wrapped as SQLAlchemy's would be.
         raw = conn.connection.driver_connection
         try:
-            cur = raw.execute(PG_BEGIN_WRITE)
-            cur.nextset()
-            row = cur.fetchone()
+            with raw.cursor() as cur:
+                cur.execute(PG_BEGIN_WRITE)
+                cur.nextset()
+                row = cur.fetchone()
         except self.engine.dialect.loaded_dbapi.Error as exc:
+            if raw.closed or raw.broken:
+                # Nothing was done yet, so a dead connection is safe to replace and retry.
+                conn.invalidate()
+                raise _Retry() from exc
             raise DBAPIError.instance(
                 PG_BEGIN_WRITE,
                 None,
