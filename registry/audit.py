@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Row
 from registry import replay as replaying
 from registry import state_check
 from registry.canonical import canonical, canonical_text  # noqa: F401  (re-exported)
+from registry.db.engine import CHAIN_HEAD
 from registry.db.tables import audit_events, audit_head
 from registry.entities import AuditEvent, VerifyReport
 
@@ -102,10 +103,12 @@ def append(
     """Append one event to the chain inside the current write transaction."""
     # Round-trip the payload so what is stored and what is hashed are the same JSON.
     clean = json.loads(canonical(payload or {}))
-    head = conn.execute(_HEAD).one()
-    seq = head.seq + 1
+    # A PostgreSQL write transaction read the head with its lock at BEGIN (engine.CHAIN_HEAD).
+    known = conn.info.get(CHAIN_HEAD)
+    prev_seq, prev_hash = known if known is not None else conn.execute(_HEAD).one()
+    seq = prev_seq + 1
     body = _body(seq, at, actor, db_user, action, model, version, clean)
-    digest = link_hash(head.hash, body)
+    digest = link_hash(prev_hash, body)
     conn.execute(
         _INSERT,
         {
@@ -117,11 +120,13 @@ def append(
             "model": model,
             "version": version,
             "payload": clean,
-            "prev_hash": head.hash,
+            "prev_hash": prev_hash,
             "hash": digest,
         },
     )
     conn.execute(_MOVE_HEAD, {"b_seq": seq, "b_hash": digest})
+    if known is not None:  # the lock is still ours: later appends in this transaction skip the read
+        conn.info[CHAIN_HEAD] = (seq, digest)
     return AuditEvent(
         seq=seq,
         at=at,
@@ -131,7 +136,7 @@ def append(
         model=model,
         version=version,
         payload=clean,
-        prev_hash=head.hash,
+        prev_hash=prev_hash,
         hash=digest,
     )
 

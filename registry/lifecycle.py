@@ -251,22 +251,35 @@ def counted_approvers(
     return approvers
 
 
+# Each result with whether an approver waived it: one query for the gates and their waivers.
 _GATE_RESULTS = (
-    sa.select(evidence.c.id, evidence.c.gate, evidence.c.passed, evidence.c.actor)
+    sa.select(
+        evidence.c.id,
+        evidence.c.gate,
+        evidence.c.passed,
+        evidence.c.actor,
+        sa.exists()
+        .where(waivers.c.evidence_id == evidence.c.id, waivers.c.version_id == evidence.c.version_id)
+        .label("waived"),
+    )
     .where(evidence.c.version_id == sa.bindparam("v"))
     .order_by(evidence.c.id)
 )
-_WAIVED = sa.select(waivers.c.evidence_id).where(waivers.c.version_id == sa.bindparam("v"))
 
 
 def latest_results(
-    conn: Connection, policy: Policy, row: Row[Any]
+    conn: Connection, policy: Policy, row: Row[Any], waived: set[int] | None = None
 ) -> tuple[dict[str, tuple[int, bool]], set[str]]:
     """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
-    was ignored: the registrant cannot clear a failed gate by recording a pass after it."""
+    was ignored: the registrant cannot clear a failed gate by recording a pass after it.
+
+    ``waived`` collects the ids of waived results.
+    """
     latest: dict[str, tuple[int, bool]] = {}
     ignored: set[str] = set()
-    for ev_id, gate, passed, actor in conn.execute(_GATE_RESULTS, {"v": row.id}):
+    for ev_id, gate, passed, actor, is_waived in conn.execute(_GATE_RESULTS, {"v": row.id}):
+        if is_waived and waived is not None:
+            waived.add(ev_id)
         before = latest.get(gate)
         if (
             passed
@@ -294,8 +307,10 @@ def gate_problems(
     every = target == Stage.PRODUCTION if every_gate is None else every_gate
     if not rule.gates and not every:
         return []
-    latest, ignored = latest_results(conn, policy, row)
-    waived = set(conn.execute(_WAIVED, {"v": row.id}).scalars()) if policy.waivers else set()
+    waived: set[int] = set()
+    latest, ignored = latest_results(conn, policy, row, waived)
+    if not policy.waivers:
+        waived.clear()
     watched = sorted(set(latest) | set(rule.gates)) if every else list(rule.gates)
     failed = [g for g in watched if g in latest and not latest[g][1] and latest[g][0] not in waived]
     missing = [g for g in rule.gates if g not in latest]
