@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry import approval_codes, identity, lifecycle, queries
+from registry import approval_codes, gates, identity, lifecycle, queries
 from registry.base import RegistryBase, now
 from registry.db.tables import approvals, evidence, waivers
 from registry.entities import Approval, Waiver
@@ -225,7 +225,7 @@ class Decisions(RegistryBase):
                     model=name,
                     version=version,
                 )
-            latest, _ = lifecycle.latest_results(conn, policy, row)
+            latest, _ = gates.latest_results(conn, policy, row)
             if gate not in latest:
                 raise Refused(f"{ref} has no {gate} result to waive", model=name, version=version)
             ev_id, passed = latest[gate]

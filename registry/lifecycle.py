@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from registry.db.tables import alias_history, aliases, approvals, evidence, stage_history, versions, waivers
+from registry.db.tables import alias_history, aliases, approvals, stage_history, versions
 from registry.errors import (
     ApprovalRequired,
     GateFailed,
@@ -21,6 +21,7 @@ from registry.errors import (
     RollbackRefused,
     SeparationOfDuties,
 )
+from registry.gates import gate_problems
 from registry.policy import Policy
 from registry.queries import production_row
 from registry.stages import TRANSITIONS, Stage
@@ -249,86 +250,6 @@ def counted_approvers(
         seen.add(actor_key(actor))
         approvers.append(actor)
     return approvers
-
-
-# Each result with whether an approver waived it: one query for the gates and their waivers.
-_GATE_RESULTS = (
-    sa.select(
-        evidence.c.id,
-        evidence.c.gate,
-        evidence.c.passed,
-        evidence.c.actor,
-        sa.exists()
-        .where(waivers.c.evidence_id == evidence.c.id, waivers.c.version_id == evidence.c.version_id)
-        .label("waived"),
-    )
-    .where(evidence.c.version_id == sa.bindparam("v"))
-    .order_by(evidence.c.id)
-)
-
-
-def latest_results(
-    conn: Connection, policy: Policy, row: Row[Any], waived: set[int] | None = None
-) -> tuple[dict[str, tuple[int, bool]], set[str]]:
-    """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
-    was ignored: the registrant cannot clear a failed gate by recording a pass after it.
-
-    ``waived`` collects the ids of waived results.
-    """
-    latest: dict[str, tuple[int, bool]] = {}
-    ignored: set[str] = set()
-    for ev_id, gate, passed, actor, is_waived in conn.execute(_GATE_RESULTS, {"v": row.id}):
-        if is_waived and waived is not None:
-            waived.add(ev_id)
-        before = latest.get(gate)
-        if (
-            passed
-            and before is not None
-            and not before[1]
-            and policy.separation_of_duties
-            and same_actor(actor, row.registered_by)
-        ):
-            ignored.add(gate)
-            continue
-        latest[gate] = (ev_id, bool(passed))
-    return latest, ignored
-
-
-def gate_problems(
-    conn: Connection, policy: Policy, row: Row[Any], target: Stage, *, every_gate: bool | None = None
-) -> list[str]:
-    """What keeps the gates of ``target`` from passing; empty when they all pass.
-
-    Entering production, the latest result of every gate recorded counts (``every_gate``): a failed
-    one blocks unless an approver waived that very result and the policy allows waivers. Other
-    stages check only the gates their rule requires.
-    """
-    rule = policy.rule(target)
-    every = target == Stage.PRODUCTION if every_gate is None else every_gate
-    if not rule.gates and not every:
-        return []
-    waived: set[int] = set()
-    latest, ignored = latest_results(conn, policy, row, waived)
-    if not policy.waivers:
-        waived.clear()
-    watched = sorted(set(latest) | set(rule.gates)) if every else list(rule.gates)
-    failed = [g for g in watched if g in latest and not latest[g][1] and latest[g][0] not in waived]
-    missing = [g for g in rule.gates if g not in latest]
-    parts = []
-    if failed:
-        how = ""
-        if every:  # entering production: say how a failure may still be let through
-            how = (
-                "; an approver may waive one with `govflow waive`"
-                if policy.waivers
-                else "; the policy forbids waivers"
-            )
-        parts.append(f"failed: {', '.join(failed)}{how}")
-    if ignored & set(failed):
-        parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
-    if missing:
-        parts.append(f"missing: {', '.join(missing)}")
-    return parts
 
 
 def check_entry(
