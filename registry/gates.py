@@ -15,10 +15,7 @@ from registry.validate import same_actor
 # Each result with whether an approver waived it: one query for the gates and their waivers.
 _GATE_RESULTS = (
     sa.select(
-        evidence.c.id,
-        evidence.c.gate,
-        evidence.c.passed,
-        evidence.c.actor,
+        evidence,
         sa.exists()
         .where(waivers.c.evidence_id == evidence.c.id, waivers.c.version_id == evidence.c.version_id)
         .label("waived"),
@@ -29,16 +26,24 @@ _GATE_RESULTS = (
 
 
 def latest_results(
-    conn: Connection, policy: Policy, row: Row[Any], waived: set[int] | None = None
+    conn: Connection,
+    policy: Policy,
+    row: Row[Any],
+    waived: set[int] | None = None,
+    seen: dict[str, Any] | None = None,
 ) -> tuple[dict[str, tuple[int, bool]], set[str]]:
     """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
     was ignored: the registrant cannot clear a failed gate by recording a pass after it.
 
-    ``waived`` collects the ids of waived results.
+    ``waived`` collects the ids of waived results; ``seen["evidence"]`` keeps the rows read.
     """
     latest: dict[str, tuple[int, bool]] = {}
     ignored: set[str] = set()
-    for ev_id, gate, passed, actor, is_waived in conn.execute(_GATE_RESULTS, {"v": row.id}):
+    rows = conn.execute(_GATE_RESULTS, {"v": row.id}).all()
+    if seen is not None:
+        seen["evidence"] = rows
+    for r in rows:
+        ev_id, gate, passed, actor, is_waived = r.id, r.gate, r.passed, r.actor, r.waived
         if is_waived and waived is not None:
             waived.add(ev_id)
         before = latest.get(gate)
@@ -56,7 +61,13 @@ def latest_results(
 
 
 def gate_problems(
-    conn: Connection, policy: Policy, row: Row[Any], target: Stage, *, every_gate: bool | None = None
+    conn: Connection,
+    policy: Policy,
+    row: Row[Any],
+    target: Stage,
+    *,
+    every_gate: bool | None = None,
+    seen: dict[str, Any] | None = None,
 ) -> list[str]:
     """What keeps the gates of ``target`` from passing; empty when they all pass.
 
@@ -69,7 +80,7 @@ def gate_problems(
     if not rule.gates and not every:
         return []
     waived: set[int] = set()
-    latest, ignored = latest_results(conn, policy, row, waived)
+    latest, ignored = latest_results(conn, policy, row, waived, seen)
     if not policy.waivers:
         waived.clear()
     watched = sorted(set(latest) | set(rule.gates)) if every else list(rule.gates)

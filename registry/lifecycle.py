@@ -62,6 +62,9 @@ _ALIAS_UPDATE = (
     )
 )
 UNKNOWN: Any = object()
+_ALL_DECISIONS = (
+    sa.select(approvals).where(approvals.c.version_id == sa.bindparam("v")).order_by(approvals.c.id)
+)
 _ALIAS_HISTORY = alias_history.insert()
 _DECISIONS = (
     sa.select(approvals)
@@ -253,15 +256,29 @@ def counted_approvers(
 
 
 def check_entry(
-    conn: Connection, policy: Policy, row: Row[Any], model: str, target: Stage, now: datetime
+    conn: Connection,
+    policy: Policy,
+    row: Row[Any],
+    model: str,
+    target: Stage,
+    now: datetime,
+    seen: dict[str, Any] | None = None,
 ) -> list[str]:
     """Refuse entry to ``target`` unless the policy's approvals and gates are met.
 
-    Returns the approvers whose decisions counted.
+    Returns the approvers whose decisions counted. ``seen`` keeps the decision and evidence rows
+    read, so the caller's read-back need not read them again.
     """
     rule = policy.rule(target)
     ref = f"{model}/{row.version}"
-    decisions = [(d.decision, d.actor, d.at, d.claimed_by) for d in current_decisions(conn, row, target)]
+    every = conn.execute(_ALL_DECISIONS, {"v": row.id}).all()
+    if seen is not None:
+        seen["decisions"] = every
+    decisions = [
+        (d.decision, d.actor, d.at, d.claimed_by)
+        for d in every
+        if d.review_round == row.review_round and d.target_stage == target.value
+    ]
     skipped: dict[str, list[str]] = {}
     approvers = counted_approvers(policy, row, target, decisions, now=now, skipped=skipped)
     if len(approvers) < (rule.approvals or 0):
@@ -273,7 +290,7 @@ def check_entry(
             model=model,
             version=row.version,
         )
-    problems = gate_problems(conn, policy, row, target)
+    problems = gate_problems(conn, policy, row, target, seen=seen)
     if problems:
         raise GateFailed(
             f"{ref} cannot enter {target.value}: gates {'; '.join(problems)}",

@@ -101,6 +101,27 @@ def version_row(conn: Connection, name: str, version: int) -> Row[Any]:
     return row
 
 
+_VERSION_AND_PRODUCTION = (
+    sa.select(versions, models.c.name.label("model_name"))
+    .join(models, models.c.id == versions.c.model_id)
+    .where(
+        models.c.name == sa.bindparam("name"),
+        sa.or_(versions.c.version == sa.bindparam("version"), versions.c.stage == Stage.PRODUCTION.value),
+    )
+)
+
+
+def version_and_production(conn: Connection, name: str, version: int) -> tuple[Row[Any], Row[Any] | None]:
+    """The version's row and the model's production row (None when there is none, or it is this one)."""
+    rows = conn.execute(_VERSION_AND_PRODUCTION, {"name": name, "version": version}).all()
+    row = next((r for r in rows if r.version == version), None)
+    if row is None:
+        model_row(conn, name)
+        raise VersionNotFound(f"{name}/{version} not found", model=name, version=version)
+    old = next((r for r in rows if r.version != version), None)
+    return row, old
+
+
 def production_row(conn: Connection, model_id: int) -> Row[Any] | None:
     """The version currently in production, if any (served by the partial unique index)."""
     return conn.execute(_PRODUCTION, {"m": model_id}).first()
@@ -182,9 +203,11 @@ def to_version(
     )
 
 
-def decisions_for(conn: Connection, version_id: int, review_round: int) -> list[Approval]:
+def decisions_for(
+    conn: Connection, version_id: int, review_round: int, rows: list[Any] | None = None
+) -> list[Approval]:
     """All decisions on a version, oldest first; ``current`` marks those of this round."""
-    rows = conn.execute(_ALL_DECISIONS, {"v": version_id}).all()
+    rows = rows if rows is not None else conn.execute(_ALL_DECISIONS, {"v": version_id}).all()
     return [
         Approval(
             decision=r.decision,
@@ -209,9 +232,9 @@ def waivers_for(conn: Connection, version_id: int) -> list[Waiver]:
     ]
 
 
-def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
+def evidence_for(conn: Connection, version_id: int, rows: list[Any] | None = None) -> list[Evidence]:
     """All gate results on a version, oldest first."""
-    rows = conn.execute(_EVIDENCE, {"v": version_id}).all()
+    rows = rows if rows is not None else conn.execute(_EVIDENCE, {"v": version_id}).all()
     return [
         Evidence(
             gate=r.gate,
@@ -226,22 +249,28 @@ def evidence_for(conn: Connection, version_id: int) -> list[Evidence]:
     ]
 
 
-def full_version(conn: Connection, name: str, version: int, row: Any = None) -> ModelVersion:
+def full_version(
+    conn: Connection, name: str, version: int, row: Any = None, seen: dict[str, Any] | None = None
+) -> ModelVersion:
     """One version with lineage, aliases, approvals and evidence.
 
-    ``row`` is the version's current row when the caller already holds it (saves a lookup).
+    ``row`` is the version's current row when the caller already holds it (saves a lookup);
+    ``seen`` holds decision and evidence rows the caller read in this transaction.
     """
     row = row if row is not None else version_row(conn, name, version)
+    seen = seen or {}
     ds = [_dataset(d) for d in conn.execute(_DATASETS, {"v": row.id})]
     names = list(conn.execute(_ALIAS_NAMES, {"v": row.id}).scalars())
+    read = seen.get("evidence")
+    waived = [] if read is not None and not any(r.waived for r in read) else waivers_for(conn, row.id)
     return to_version(
         row,
         name,
         ds,
         names,
-        decisions_for(conn, row.id, row.review_round),
-        evidence_for(conn, row.id),
-        waivers_for(conn, row.id),
+        decisions_for(conn, row.id, row.review_round, seen.get("decisions")),
+        evidence_for(conn, row.id, read),
+        waived,
     )
 
 

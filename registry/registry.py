@@ -274,11 +274,15 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
         at = now()
 
         def work(conn: Connection) -> ModelVersion:
-            row = queries.version_row(conn, name, version)
+            if target == Stage.PRODUCTION:  # the version and the one it replaces, in one query
+                row, old = queries.version_and_production(conn, name, version)
+            else:
+                row, old = queries.version_row(conn, name, version), None
             current = Stage(row.stage)
             check_transition(current, target, model=name, version=version)
             sha, policy = self._policy_in_force(conn, who, at)
-            approvers = lifecycle.check_entry(conn, policy, row, name, target, at)
+            seen: dict[str, Any] = {}
+            approvers = lifecycle.check_entry(conn, policy, row, name, target, at, seen)
             payload: dict[str, Any] = {
                 "from": current.value,
                 "to": target.value,
@@ -286,7 +290,6 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
                 "policy_sha256": sha,
             }
             if target == Stage.PRODUCTION:
-                old = queries.production_row(conn, row.model_id)
                 if old is not None:
                     lifecycle.move(
                         conn,
@@ -328,7 +331,7 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
             self._audit(conn, at, who, action, name, version, payload)
             changed = {"stage": target.value, "review_round": row.review_round + 1, "stage_changed_at": at}
             moved = SimpleNamespace(**{**row._mapping, **changed})
-            return queries.full_version(conn, name, version, row=moved)
+            return queries.full_version(conn, name, version, row=moved, seen=seen)
 
         return self.db.transact(work)
 
