@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from registry import approval_codes, gates, identity, lifecycle, queries
 from registry.base import RegistryBase, now
-from registry.db.tables import approvals, evidence, waivers
+from registry.db.tables import approvals, waivers
 from registry.entities import Approval, Waiver
 from registry.errors import Forbidden, InvalidInput, Refused, SeparationOfDuties
 from registry.stages import Stage, parse_stage
@@ -225,20 +224,19 @@ class Decisions(RegistryBase):
                     model=name,
                     version=version,
                 )
-            latest, _ = gates.latest_results(conn, policy, row)
+            waived: set[int] = set()
+            seen: dict[str, Any] = {}
+            latest, _ = gates.latest_results(conn, policy, row, waived, seen)
             if gate not in latest:
                 raise Refused(f"{ref} has no {gate} result to waive", model=name, version=version)
             ev_id, passed = latest[gate]
             if passed:
                 raise Refused(f"{ref}: the latest {gate} result passed; nothing to waive", model=name)
-            done = conn.execute(
-                sa.select(waivers.c.id).where(waivers.c.version_id == row.id, waivers.c.evidence_id == ev_id)
-            ).first()
-            if done is not None:
+            if ev_id in waived:
                 raise Refused(
                     f"{ref}: the latest {gate} result is already waived", model=name, version=version
                 )
-            ev_at = conn.execute(sa.select(evidence.c.at).where(evidence.c.id == ev_id)).scalar_one()
+            ev_at = next(r.at for r in seen["evidence"] if r.id == ev_id)
             conn.execute(
                 waivers.insert(),
                 {

@@ -23,7 +23,7 @@ from registry.errors import (
 )
 from registry.gates import gate_problems
 from registry.policy import Policy
-from registry.queries import production_row
+from registry.queries import decision_rows, production_row
 from registry.stages import TRANSITIONS, Stage
 from registry.validate import actor_key, same_actor
 
@@ -62,9 +62,6 @@ _ALIAS_UPDATE = (
     )
 )
 UNKNOWN: Any = object()
-_ALL_DECISIONS = (
-    sa.select(approvals).where(approvals.c.version_id == sa.bindparam("v")).order_by(approvals.c.id)
-)
 _ALIAS_HISTORY = alias_history.insert()
 _DECISIONS = (
     sa.select(approvals)
@@ -271,7 +268,7 @@ def check_entry(
     """
     rule = policy.rule(target)
     ref = f"{model}/{row.version}"
-    every = conn.execute(_ALL_DECISIONS, {"v": row.id}).all()
+    every = decision_rows(conn, row.id)
     if seen is not None:
         seen["decisions"] = every
     decisions = [

@@ -203,11 +203,16 @@ def to_version(
     )
 
 
+def decision_rows(conn: Connection, version_id: int) -> list[Row[Any]]:
+    """Every decision row on a version, oldest first."""
+    return conn.execute(_ALL_DECISIONS, {"v": version_id}).all()
+
+
 def decisions_for(
     conn: Connection, version_id: int, review_round: int, rows: list[Any] | None = None
 ) -> list[Approval]:
     """All decisions on a version, oldest first; ``current`` marks those of this round."""
-    rows = rows if rows is not None else conn.execute(_ALL_DECISIONS, {"v": version_id}).all()
+    rows = rows if rows is not None else decision_rows(conn, version_id)
     return [
         Approval(
             decision=r.decision,
