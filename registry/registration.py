@@ -7,13 +7,16 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from registry.artifacts import Blob
 from registry.audit import canonical
 from registry.db.tables import datasets, models, stage_history, versions
 from registry.entities import VersionSpec
+from registry.errors import InvalidInput, first_invalid
 from registry.stages import Stage
+from registry.validate import check_name
 
 # Invariant 1: the number comes from UPDATE … RETURNING on the model's counter, inside the same
 # transaction as the version row, so a rollback returns the number and numbers stay gapless.
@@ -27,6 +30,18 @@ _NEW_MODEL = models.insert()
 _VERSION = versions.insert().returning(versions.c.id)
 _DATASETS = datasets.insert()
 _HISTORY = stage_history.insert()
+
+
+def check_spec(name: str, artifact_format: str, fields: dict[str, Any]) -> VersionSpec:
+    """Refuse a bad name, format or version field before anything is stored or sent."""
+    check_name(name)
+    check_name(artifact_format, "artifact_format")
+    if len(artifact_format) > 32:
+        raise InvalidInput("artifact_format: at most 32 characters", field="artifact_format")
+    try:
+        return VersionSpec(**fields)
+    except ValidationError as exc:
+        raise first_invalid(exc, "", "version") from None
 
 
 def insert_version(

@@ -8,7 +8,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from registry import identity, lifecycle, queries, registration
@@ -27,7 +26,7 @@ from registry.entities import (
     VersionRef,
     VersionSpec,
 )
-from registry.errors import ArtifactNotFound, InvalidInput, RollbackRefused, first_invalid
+from registry.errors import ArtifactNotFound, InvalidInput, RollbackRefused
 from registry.governance import Governance
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
@@ -93,17 +92,9 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
     def _check_registration(
         self, name: str, artifact_format: str, actor: str | None, fields: dict[str, Any]
     ) -> tuple[str, VersionSpec]:
-        check_name(name)
-        check_name(artifact_format, "artifact_format")
-        if len(artifact_format) > 32:
-            raise InvalidInput("artifact_format: at most 32 characters", field="artifact_format")
+        spec = registration.check_spec(name, artifact_format, fields)
         identity.require("register", "register a version")
-        who = identity.actor_for(actor)
-        try:
-            spec = VersionSpec(**fields)
-        except ValidationError as exc:
-            raise first_invalid(exc, "", "version") from None
-        return who, spec
+        return identity.actor_for(actor), spec
 
     def _insert_version(
         self, name: str, who: str, blob: Blob, artifact_format: str, spec: VersionSpec

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from registry import entities
+from registry import entities, registration
 from registry.artifacts.base import ArtifactStore
 from registry.entities import (
     Approval,
@@ -131,12 +131,7 @@ class RemoteRegistry(ModelIO, Trail, Users):
         **fields: Any,
     ) -> ModelVersion:
         """Upload the artifact (streamed, digest-checked by the server), then register it."""
-        check_name(name)
-        check_name(artifact_format, "artifact_format")
-        try:
-            VersionSpec(**fields)  # refused here, before any byte is sent
-        except ValidationError as exc:
-            raise first_invalid(exc, "", "version") from None
+        registration.check_spec(name, artifact_format, fields)  # refused here, before any byte is sent
         blob = self.artifacts.put(Path(artifact))
         return self.register_stored(name, blob.sha256, actor=actor, artifact_format=artifact_format, **fields)
 
