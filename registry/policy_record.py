@@ -108,20 +108,21 @@ def set_current(
     return info(conn)  # type: ignore[return-value]
 
 
+_HISTORY = sa.select(policy_history, policies.c.document).join(
+    policies, policies.c.sha256 == policy_history.c.sha256
+)
+
+
+def _info(r: Any) -> PolicyInfo:
+    return PolicyInfo(sha256=r.sha256, document=r.document, set_by=r.set_by, set_at=r.set_at, reason=r.reason)
+
+
 def history(conn: Connection) -> list[PolicyInfo]:
     """Every policy that was in force, oldest first."""
-    rows = conn.execute(
-        sa.select(policy_history, policies.c.document)
-        .join(policies, policies.c.sha256 == policy_history.c.sha256)
-        .order_by(policy_history.c.id)
-    ).all()
-    return [
-        PolicyInfo(sha256=r.sha256, document=r.document, set_by=r.set_by, set_at=r.set_at, reason=r.reason)
-        for r in rows
-    ]
+    return [_info(r) for r in conn.execute(_HISTORY.order_by(policy_history.c.id))]
 
 
 def info(conn: Connection) -> PolicyInfo | None:
     """The policy in force with who set it and when, or None."""
-    rows = history(conn)
-    return rows[-1] if rows else None
+    row = conn.execute(_HISTORY.order_by(policy_history.c.id.desc()).limit(1)).first()
+    return _info(row) if row is not None else None
