@@ -37,6 +37,8 @@ def _register_commands() -> None:
         "govflow.cli.policy_cmds",
         "govflow.cli.users",
         "govflow.cli.server",
+        "govflow.cli.deploy_cmd",
+        "govflow.cli.reconcile_cmd",
     ):
         try:
             __import__(optional)
