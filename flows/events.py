@@ -16,6 +16,8 @@ EVENTS = frozenset(
         "deployed",
         "drift-detected",
         "approval-requested",
+        "rollback-skipped",  # drift found nothing approved to restore (carries config_path for retrain)
+        "drift-ignored",  # drift on a version not in production, or in an episode already handled
     }
 )
 
