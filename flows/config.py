@@ -6,12 +6,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from checks.data import DataContract
 from deployments.targets import ManifestTargetSpec, TargetSpec
 from registry.entities import check_name
 from registry.errors import InvalidInput, first_invalid
+from registry.policy import _DURATION, _UNITS  # the policy's duration grammar (7d, 12h, 30m, seconds)
+
+GLOB_CHARS = frozenset("*?[")
 
 
 class _Strict(BaseModel):
@@ -33,6 +45,10 @@ class DataSpec(_Strict):
     reference: str | None = Field(default=None, description="Reference data for drift; default train.")
     path: str | None = Field(default=None, description="One file to split into train and eval.")
     split: SplitRule = Field(default_factory=SplitRule, description="Split rule used with `path`.")
+    example: Literal["credit-risk"] | None = Field(
+        default=None,
+        description="A built-in synthetic data set written to the (local) data paths when they are missing.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -92,6 +108,95 @@ class GatesSpec(_Strict):
     )
 
 
+def _invalid(message: str) -> PydanticCustomError:
+    # A custom error keeps the message as written (no "Value error, " prefix) under the field's name.
+    return PydanticCustomError("invalid", message)
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``7d``, ``12h``, ``30m``, ``45s`` or a bare number of seconds; others pass through."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise _invalid(f"{value!r} is not a duration such as 7d, 12h, 30m or a number of seconds")
+        return int(match[1]) * _UNITS[match[2] or "s"]
+    return value
+
+
+class SourceSpec(_Strict):
+    """Where recent data lives and which slice of it to read (no file is touched at load time)."""
+
+    path: str = Field(
+        description="A file, a glob (`recent/*.csv`), or a folder ending in `/`; local (relative to the "
+        "config's folder) or `s3://bucket/key`."
+    )
+    pick: Literal["all", "newest"] = Field(
+        default="all",
+        description="`all`: every matching file, concatenated in name order; `newest`: only the newest "
+        "file or partition folder (greatest name) at the first level the path leaves open.",
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="File format; default from each file's suffix (.csv, .parquet, .pq)."
+    )
+    rows: int | None = Field(
+        default=None, gt=0, strict=True, description="Keep only the last N rows (after ordering by time)."
+    )
+    time_column: str | None = Field(
+        default=None, min_length=1, description="Timestamp column: orders the rows and bounds `last`."
+    )
+    last: int | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        description="Time window: keep rows whose `time_column` lies within this long before the "
+        "window's end (7d, 12h, 30m or seconds). Naive timestamps are taken as UTC.",
+    )
+    until: Literal["now", "newest"] = Field(
+        default="now",
+        description="Where the time window ends: the current time, or the newest timestamp in the data.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.strip():
+            raise _invalid("must not be empty")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise _invalid("contains a control character")
+        if value.startswith("s3://"):
+            bucket = value[len("s3://") :].partition("/")[0]
+            if len(bucket) < 3:
+                raise _invalid(f"{value!r}: a bucket name has at least 3 characters (s3://bucket/key)")
+        elif "://" in value and not value.startswith("file://"):
+            raise _invalid(f"{value!r}: only local paths, file:// and s3:// are read")
+        return value
+
+    @field_validator("last", mode="before")
+    @classmethod
+    def _duration(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not info.data.get("time_column"):
+            raise _invalid("a time window needs `time_column`")
+        return parse_duration(value)
+
+    @property
+    def is_glob(self) -> bool:
+        """The path holds a wildcard."""
+        return any(c in GLOB_CHARS for c in self.path)
+
+
+class MonitorSpec(_Strict):
+    """What the monitor flow reads when it is not given a data path."""
+
+    source: SourceSpec | None = Field(
+        default=None, description="Where recent data lives; a plain string is taken as its `path`."
+    )
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
 class PipelineConfig(_Strict):
     """Everything a retrain or monitor run needs."""
 
@@ -108,6 +213,7 @@ class PipelineConfig(_Strict):
     contract: DataContract | None = Field(default=None, description="Data contract for the data gate.")
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec, description="What to train.")
     gates: GatesSpec = Field(default_factory=GatesSpec, description="Gate thresholds.")
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec, description="The monitor flow's data source.")
     policy: str | None = Field(default=None, description="Policy file; default GOVFLOW_POLICY.")
     approval_timeout: int | None = Field(
         default=None, gt=0, description="Seconds to wait for approval; default from the policy."
@@ -137,6 +243,19 @@ class PipelineConfig(_Strict):
             return None
         p = Path(path).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def resolve_uri(self, location: str) -> str:
+        """A data location with local paths resolved against ``base_dir``; ``s3://`` kept as given.
+
+        A trailing ``/`` (a folder) and wildcards survive.
+        """
+        if location.startswith("s3://"):
+            return location
+        if location.startswith("file://"):
+            location = location[len("file://") :]
+        folder = location.endswith("/")
+        resolved = str(self.resolve(location))
+        return resolved + "/" if folder and not resolved.endswith("/") else resolved
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:

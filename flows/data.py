@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from pyarrow import ArrowException
 
 from flows.config import PipelineConfig
+from flows.demo_data import write_example
 from registry.datasets import hash_file, schema_fingerprint
 from registry.entities import DatasetRef, DatasetRole
 from registry.errors import InvalidInput
@@ -22,9 +28,25 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"data {path}: cannot read: {exc}", field="data") from exc
+    except (OSError, ValueError, ArrowException) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise InvalidInput(f"data {path}: cannot read: {detail}", field="data") from exc
     raise InvalidInput(f"data {path}: use .csv or .parquet", field="data")
+
+
+def ensure_example(config: PipelineConfig) -> list[Path]:
+    """Write the config's built-in example data where it is missing; log one line when it does."""
+    written = write_example(config)
+    if written:
+        try:
+            log = get_run_logger()
+        except MissingContextError:
+            log = logging.getLogger("govflow.data")
+        where = os.path.commonpath([str(p.parent) for p in written])
+        log.info(
+            "data.example %s: wrote %d missing data files under %s", config.data.example, len(written), where
+        )
+    return written
 
 
 def describe(role: str, path: Path, df: pd.DataFrame) -> DatasetRef:
@@ -51,7 +73,11 @@ class PipelineData:
 
 
 def load(config: PipelineConfig) -> PipelineData:
-    """Load the configured data; one file is split by the config's rule."""
+    """Load the configured data; one file is split by the config's rule.
+
+    With ``data.example`` set, missing files are first written with the built-in data set.
+    """
+    ensure_example(config)
     spec = config.data
     if spec.path is not None:
         path = config.resolve(spec.path)

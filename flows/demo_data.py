@@ -7,10 +7,17 @@ out of the features, used by the fairness gate); ``default`` is the binary targe
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from flows.config import PipelineConfig
 
 REGIONS = ["north", "south", "east", "west"]
 
@@ -72,6 +79,88 @@ def write_demo_data(folder: Path, rows: int = 4000) -> dict[str, Path]:
         paths[name] = folder / f"{name}.csv"
         frame.to_csv(paths[name], index=False)
     return paths
+
+
+# --- `data.example: credit-risk`: the same periods, written where a config expects them ----------
+
+RECENT_DAYS = 3
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # Written aside then renamed, so an interrupted first run never leaves a half file that counts as present.
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def recent_day(day: date, seed: int, rows: int = 1000) -> pd.DataFrame:
+    """One day of the later (stable) period, with an ``applied_at`` timestamp for time windows."""
+    frame = make_period(rows, seed, shift=0.08)
+    seconds = np.sort(np.random.default_rng(seed).uniform(0, 86_400, rows))
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    frame["applied_at"] = [(start + timedelta(seconds=float(s))).isoformat() for s in seconds]
+    return frame
+
+
+def _recent_targets(config: PipelineConfig, today: date) -> list[tuple[Path, Callable[[], pd.DataFrame]]]:
+    """Files for ``monitor.source`` when it names a local file, folder or glob that matches nothing."""
+    source = config.monitor.source
+    if source is None or source.path.startswith("s3://"):
+        return []
+    location = config.resolve_uri(source.path)
+    days = [today - timedelta(days=n) for n in range(RECENT_DAYS - 1, -1, -1)]
+    if not source.is_glob and not location.endswith("/") and Path(location).suffix:
+        target = Path(location)
+        return [] if target.exists() else [(target, lambda: recent_day(today, 20))]
+    first = min((location.index(c) for c in "*?[" if c in location), default=len(location))
+    folder = Path(location[: location.rfind("/", 0, first) + 1] if source.is_glob else location)
+    pattern = location[len(str(folder)) + 1 :] if source.is_glob else "*"
+    suffix = ".parquet" if source.format == "parquet" or pattern.endswith((".parquet", ".pq")) else ".csv"
+    names = [f"{day.isoformat()}{suffix}" for day in days]
+    if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+        return []
+    if not all(fnmatchcase(n, pattern) for n in names):
+        return []  # a pattern our day files would not match: nothing sensible to write
+    return [
+        (folder / name, lambda day=day, i=i: recent_day(day, 20 + i))
+        for i, (day, name) in enumerate(zip(days, names, strict=True))
+    ]
+
+
+def write_example(config: PipelineConfig, today: date | None = None) -> list[Path]:
+    """For ``data.example: credit-risk``, write the synthetic data to each configured local file
+    that is missing (train: base period, eval, reference, a single ``path``; ``monitor.source``:
+    recent days of the later period), plus ``drifted.csv`` beside the training data on first
+    use. Present files are left alone; s3:// locations are never written. Returns what was written.
+    """
+    spec = config.data
+    if spec.example != "credit-risk":
+        return []
+    roles: dict[str, Callable[[], pd.DataFrame]] = {
+        "train": lambda: make_period(4000, 1),
+        "eval": lambda: make_period(1000, 2),
+        "reference": lambda: make_period(4000, 1),
+        "path": lambda: make_period(5000, 1),
+    }
+    targets = []
+    for role, build in roles.items():
+        location = getattr(spec, role)
+        if location is not None and not location.startswith("s3://"):
+            path = config.resolve(location)
+            assert path is not None
+            if not path.exists():
+                targets.append((path, build))
+    if targets:
+        drifted = targets[0][0].parent / "drifted.csv"
+        if not drifted.exists():
+            targets.append((drifted, lambda: make_period(2000, 5, shift=0.08, drift=True)))
+    targets += _recent_targets(config, today or datetime.now(UTC).date())
+    return [_write(build(), path) for path, build in targets]
 
 
 if __name__ == "__main__":
