@@ -145,7 +145,9 @@ def test_no_production_version_means_ignored(registry: Registry, artifact) -> No
     assert out.reason == "drift on churn/1 ignored: it is not in production (no version is)"
 
 
-def test_the_episode_search_reads_back_past_its_first_window(registry: Registry, artifact, monkeypatch) -> None:
+def test_the_episode_search_reads_back_past_its_first_window(
+    registry: Registry, artifact, monkeypatch
+) -> None:
     from registry import episodes
 
     _line(registry, artifact, 2)
@@ -169,7 +171,9 @@ def _handle(url: str, root: str, barrier) -> str:
     return out.action
 
 
-def test_processes_handling_the_same_event_roll_back_exactly_once(backend_url: str, tmp_path, artifact) -> None:
+def test_processes_handling_the_same_event_roll_back_exactly_once(
+    backend_url: str, tmp_path, artifact
+) -> None:
     root = str(tmp_path / "artifacts")
     reg = Registry(url=backend_url, artifact_root=root, policy=Policy())
     _line(reg, artifact, 3, name="race")
