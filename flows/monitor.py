@@ -5,36 +5,73 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 from checks.drift import DriftReference, drift_gate
 from checks.performance import metric_gate
 from flows import events, training
 from flows.artifacts import publish_drift
 from flows.config import PipelineConfig
-from flows.data import read_table
+from flows.data import ensure_example
+from flows.outcomes import finish, refused
+from flows.sources import read_slice
 from flows.steps import open_registry, production_version
 from registry import Registry
 from registry.checkpoint import checkpoint_from_env
-from registry.errors import InvalidInput
+from registry.errors import GovflowError, InvalidInput
 
 
 @flow(name="monitor", log_prints=True)
-def monitor(config_path: str, data_path: str) -> dict[str, Any]:
-    """Run the drift gate on ``data_path``; above the act threshold emit ``drift-detected``."""
+def monitor(config_path: str, data_path: str | None = None) -> State:
+    """Run the drift gate on ``data_path``, else on the config's ``monitor.source``.
+
+    Ends in a state named after the verdict (DriftOk, DriftWarn, DriftAct, NoProduction); above
+    the act threshold it emits ``drift-detected``. Refused (a Failed run, one line) when neither
+    a data path nor ``monitor.source`` is given, or when the data cannot be read.
+    """
     log = get_run_logger()
+    try:
+        return finish(_check(config_path, data_path, log))
+    except GovflowError as exc:
+        log.error("monitor refused: %s", " ".join(str(exc).split()))
+        return refused(exc)
+
+
+def _check(config_path: str, data_path: str | None, log: Any) -> dict[str, Any]:
     config = PipelineConfig.load(config_path)
+    if data_path is None and config.monitor.source is None:
+        raise InvalidInput(
+            "monitor.source: no data to monitor: give a data path or set monitor.source in the config",
+            field="monitor.source",
+        )
     reg = open_registry(config)
+    try:
+        return _run(reg, config, config_path, data_path, log)
+    finally:
+        reg.close()
+
+
+def _run(
+    reg: Registry, config: PipelineConfig, config_path: str, data_path: str | None, log: Any
+) -> dict[str, Any]:
     actor = reg.whoami()
     live = production_version(reg, config.model_name)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)
         pin_audit_chain(reg, log)
-        return {"model": config.model_name, "version": None, "verdict": "no-production"}
+        return {
+            "model": config.model_name,
+            "version": None,
+            "outcome": "no-production",
+            "verdict": "no-production",
+            "reason": f"{config.model_name} has no production version",
+        }
     if not live.drift_reference:
         raise InvalidInput(f"{live.ref} has no drift reference to compare against", field="drift_reference")
-    path = config.resolve(data_path)
-    assert path is not None
-    frame = read_table(path)
+    if data_path is None:
+        ensure_example(config)
+    data = read_slice(config, data_path)
+    frame = data.frame
     reference = DriftReference.model_validate(live.drift_reference)
     policy = reg.policy.drift
     drift = drift_gate(reference, frame, warn=policy.warn, act=policy.act, drift_share=policy.drift_share)
@@ -55,6 +92,8 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
                     name=f"monitor.{name}",
                 )
             )
+    # Where the rows came from: the URI, every file read, the window and the row count.
+    provenance = {"data": data.uri, "data_files": list(data.files), "window": data.window, "rows": len(frame)}
     for r in results:
         reg.add_evidence(
             live.model,
@@ -63,15 +102,18 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
             passed=r.passed,
             value=r.value,
             threshold=r.threshold,
-            details={**r.details, "message": r.message, "data": path.resolve().as_uri()},
+            details={**r.details, "message": r.message, **provenance},
             actor=actor,
         )
     publish_drift(live.model, live.version, drift)
     out = {
         "model": live.model,
         "version": live.version,
+        "outcome": verdict,
         "verdict": verdict,
         "message": drift.message,
+        "reason": drift.message,
+        "data": data.uri,
         "drifted_features": drift.details.get("drifted", []),
         "psi": drift.details.get("max_psi"),
         "performance": {r.name: r.value for r in results[1:]},
@@ -85,11 +127,11 @@ def monitor(config_path: str, data_path: str) -> dict[str, Any]:
             psi=out["psi"],
             drifted_features=out["drifted_features"],
             verdict=verdict,
-            data=str(path),
+            data=data.uri,
+            config_path=config_path,
         )
-    log.info("monitor %s: %s", live.ref, drift.message)
+    log.info("monitor %s: %s (%s)", live.ref, drift.message, data.uri)
     pin_audit_chain(reg, log)
-    reg.close()
     return out
 
 

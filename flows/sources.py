@@ -204,6 +204,16 @@ def _read_one(files: _Files, key: str, spec: SourceSpec, name: str) -> pd.DataFr
         raise InvalidInput(f"{name}: cannot read {where} as {fmt}: {_line(exc)}", field=name) from exc
 
 
+def _timestamps(column: pd.Series) -> pd.Series:
+    """UTC timestamps: ISO 8601 fast, anything else dateutil can read element by element."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return pd.to_datetime(column, utc=True)
+    try:
+        return pd.to_datetime(column, utc=True, format="ISO8601")
+    except ValueError:
+        return pd.to_datetime(column, utc=True, format="mixed")
+
+
 def _window(frame: pd.DataFrame, spec: SourceSpec, field: str) -> tuple[pd.DataFrame, str | None]:
     notes = []
     if spec.time_column is not None:
@@ -213,7 +223,7 @@ def _window(frame: pd.DataFrame, spec: SourceSpec, field: str) -> tuple[pd.DataF
         if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
             raise InvalidInput(f"{name}: {col!r} holds numbers, not timestamps", field=name)
         try:
-            stamps = pd.to_datetime(frame[col], utc=True)
+            stamps = _timestamps(frame[col])
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(
                 f"{name}: {col!r} is not readable as timestamps: {_line(exc)}", field=name
