@@ -151,7 +151,7 @@ def handle_drift(
         )
 
     if production != version:
-        reg.get_version(model, version)  # a version the registry never had is refused, not audited
+        reg.resolve(f"{model}/{version}")  # a version the registry never had is refused, not audited
         now_in = f"version {production} is" if production is not None else "no version is"
         return ignore(f"drift on {model}/{version} ignored: it is not in production ({now_in})")
     episode = current_episode(reg, model, production)
