@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import httpx
+from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
@@ -92,17 +94,95 @@ def _tag_run(model: str, version: int) -> None:
         client.update_flow_run(UUID(run_id), tags=[*tags, f"{MODEL_TAG}{model}", f"{VERSION_TAG}{version}"])
 
 
+def deployed() -> bool:
+    """Whether the current flow run belongs to a deployment (so it can suspend and be rescheduled)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+def round_key(version: ModelVersion, round_no: int) -> str:
+    """The pause key of one approval round: the same on every rerun of the run."""
+    return f"approval-v{version.version}-r{round_no}"
+
+
+def rounds_asked(version: ModelVersion) -> int:
+    """How many approval rounds this run has already suspended for (0 on a first run)."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return 0
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        keys = client.read_flow_run(UUID(run_id)).empirical_policy.pause_keys or set()
+    prefix = f"approval-v{version.version}-r"
+    used = [int(k[len(prefix) :]) for k in keys if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+    return max(used) + 1 if used else 0
+
+
+def announce(version: ModelVersion, deadline: datetime, *, suspended: bool) -> None:
+    """Log how to decide: the exact approve command and where the form is."""
+    run_log = get_run_logger()
+    ui = flow_run.get_flow_run_ui_url()
+    how = "suspended; no process waits" if suspended else "paused in this process"
+    run_log.info(
+        "waiting for approval of %s/%s until %s (%s). Approve with: govflow approve %s %s --reason TEXT "
+        "(reject: govflow reject %s %s --reason TEXT)%s",
+        version.model,
+        version.version,
+        deadline.isoformat(timespec="seconds"),
+        how,
+        version.model,
+        version.version,
+        version.model,
+        version.version,
+        f"; or in the Prefect UI: {ui}" if ui else "",
+    )
+
+
 def wait_for_decision(
-    version: ModelVersion, description: str, *, timeout: int, poll: int, authenticated_only: bool = False
+    version: ModelVersion,
+    description: str,
+    *,
+    timeout: int,
+    poll: int,
+    authenticated_only: bool = False,
+    round_no: int = 0,
 ) -> ApprovalInput | None:
-    """Pause the current flow run until the form is submitted; ``None`` when it timed out."""
+    """Wait for the form's answer; ``None`` when an in-process pause timed out.
+
+    A deployed run suspends: the process exits, and on resume the run is rescheduled on any
+    worker and starts again from the top; calling this again with the same round returns the
+    answer given. An in-process run (no deployment) pauses and polls.
+    """
     _tag_run(version.model, version.version)
     text = form_notice(version.model, version.version, authenticated_only=authenticated_only) + description
     form = ApprovalInput.with_initial_data(description=text, approve=False, approver="", reason="", code="")
+    if deployed():
+        return suspend_flow_run(
+            wait_for_input=form, timeout=max(timeout, 1), key=round_key(version, round_no)
+        )
     try:
-        return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll)
+        return pause_flow_run(wait_for_input=form, timeout=max(timeout, 1), poll_interval=poll)
     except FlowPauseTimeout:
+        _running_again()
         return None
+
+
+def _running_again() -> None:
+    """After an in-process pause timed out, take the run back to Running so it can record the outcome.
+
+    The server refuses any transition out of an expired pause (or has already failed the run),
+    so without this the run could only end Failed instead of named TimedOut.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(run_id), Running(message="approval timed out"), force=True)
 
 
 def already_decided(reg: Registry, version: ModelVersion, actor: str, decision: Decision) -> bool:

@@ -52,3 +52,26 @@ def publish_drift(model: str, version: int, result: GateResult) -> None:
         key=artifact_key(model, "drift"),
         description=f"Drift of {model} v{version}: {result.details.get('verdict')}",
     )
+
+
+def publish_outcome(result: dict[str, Any]) -> None:
+    """The retrain's outcome as Markdown: what happened to which version, who decided, why."""
+    from flows.outcomes import state_name
+
+    model, version = result["model"], result["version"]
+    lines = [
+        f"# {model} v{version}: {state_name(result['outcome'])}",
+        "",
+        f"- outcome: **{result['outcome']}**",
+        f"- decided by: {result.get('approver') or '-'}",
+        f"- reason: {result.get('reason') or '-'}",
+        f"- gates passed: {result.get('gates_passed')}",
+    ]
+    deployed = result.get("deployed")
+    if deployed:
+        lines.append(f"- deployed: {deployed.get('target')} at {deployed.get('location')}")
+    create_markdown_artifact(
+        markdown="\n".join(lines) + "\n",
+        key=artifact_key(model, "outcome"),
+        description=f"Outcome of the retrain of {model} v{version}",
+    )

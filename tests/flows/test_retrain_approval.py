@@ -97,7 +97,7 @@ def test_untouched_form_rejects(pipeline) -> None:
 def test_timeout_is_recorded_as_rejection(pipeline) -> None:
     config = with_config(pipeline.base, approval_timeout=3)
     result = retrain(str(config))
-    assert result["outcome"] == "rejected" and "timed out" in result["reason"]
+    assert result["outcome"] == "timed-out" and "timed out" in result["reason"]
     reg = pipeline.registry()
     rejected = [e for e in reg.audit_log(model=MODEL) if e.action == "version.rejected"]
     assert "timed out" in rejected[0].payload["reason"]
