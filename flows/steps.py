@@ -76,7 +76,7 @@ def register_version(
     run_id = flow_run.get_id()
     lineage = Lineage(
         datasets=data.datasets,
-        code=code_ref(config.base_dir),
+        code=code_ref(),
         run=RunRef(flow_run_id=str(run_id) if run_id else None, flow_name=flow_run.get_flow_name()),
     )
     params = json.loads(json.dumps(config.estimator.params, default=str))
