@@ -13,6 +13,7 @@ from govflow.cli import app
 from govflow.cli.common import (
     console,
     emit_json,
+    err_console,
     fmt_time,
     open_registry,
     parse_pair_list,
@@ -270,12 +271,38 @@ def reject(
 
 
 def _resume_waiting(name: str, version: int, *, approve: bool, actor: str, reason: str | None) -> str | None:
-    """Resume a paused retrain run waiting on this version, when the flows are installed."""
+    """Resume a retrain run waiting on this version, when the flows are installed.
+
+    With no Prefect API configured, warn when the registry says a run waits on this version:
+    the decision is recorded, and the run sees it when it is resumed, times out or is reconciled.
+    """
     try:
         from flows.approval import resume_waiting_run
     except ImportError:
         return None
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _warn_unreachable_run(name, version)
+        return None
     return resume_waiting_run(name, version, approve=approve, approver=actor, reason=reason)
+
+
+def _warn_unreachable_run(name: str, version: int) -> None:
+    from registry import waiting
+
+    reg = open_registry()
+    try:
+        wait = waiting.current_wait(reg, reg.get_version(name, version))
+    finally:
+        reg.close()
+    if wait is not None and wait.run_id:
+        err_console.print(
+            f"warning: run {wait.run_id} waits for a decision on {name}/{version}, but PREFECT_API_URL is "
+            "not set, so it was not resumed. The decision is recorded in the registry; the run sees it "
+            f"when resumed, and `govflow reconcile {name}` settles it after {wait.deadline:%Y-%m-%d %H:%M} UTC.",
+            soft_wrap=True,
+        )
 
 
 @app.command()
