@@ -18,7 +18,7 @@ from flows.sources import read_slice
 from flows.steps import open_registry, production_version
 from registry import Registry
 from registry.checkpoint import checkpoint_from_env
-from registry.errors import GovflowError, InvalidInput
+from registry.errors import GovflowError, InvalidInput, ModelNotFound
 
 
 @flow(name="monitor", log_prints=True)
@@ -55,7 +55,10 @@ def _run(
     reg: Registry, config: PipelineConfig, config_path: str, data_path: str | None, log: Any
 ) -> dict[str, Any]:
     actor = reg.whoami()
-    live = production_version(reg, config.model_name)
+    try:
+        live = production_version(reg, config.model_name)
+    except ModelNotFound:
+        live = None  # not registered yet (a schedule that runs before the first retrain)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)
         pin_audit_chain(reg, log)
