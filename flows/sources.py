@@ -51,9 +51,11 @@ class _LocalFiles:
     def is_file(self, key: str) -> bool:
         return Path(key).is_file()
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str, depth: int | None = None) -> Iterator[str]:
         top = prefix if prefix.endswith("/") else os.path.dirname(prefix) + "/"
         for folder, dirs, files in os.walk(top or "/"):
+            if depth is not None and folder[len(top) :].count("/") + (folder != top.rstrip("/")) >= depth - 1:
+                dirs[:] = []  # a glob of N levels never needs to look deeper
             dirs.sort()
             for name in files:
                 key = os.path.join(folder, name)
@@ -92,7 +94,7 @@ class _S3Files:
             raise
         return True
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str, depth: int | None = None) -> Iterator[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:
             for item in page.get("Contents", []):
@@ -161,7 +163,7 @@ def _select(files: _Files, key: str, spec: SourceSpec, where: str, shown: str) -
         folder = key[: key.rfind("/", 0, first) + 1]
         pattern = _open_part(key, folder)
         with files.errors(where, shown):
-            listed = list(files.list(key[:first]))
+            listed = list(files.list(key[:first], depth=len(pattern)))
         matches = [
             k
             for k in listed
