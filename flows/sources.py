@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from urllib.parse import quote
 from typing import IO
+from urllib.parse import quote
 
 import pandas as pd
 import urllib3.exceptions
@@ -54,7 +54,8 @@ class _LocalFiles:
     def list(self, prefix: str, depth: int | None = None) -> Iterator[str]:
         top = prefix if prefix.endswith("/") else os.path.dirname(prefix) + "/"
         for folder, dirs, files in os.walk(top or "/"):
-            if depth is not None and folder[len(top) :].count("/") + (folder != top.rstrip("/")) >= depth - 1:
+            rel = os.path.relpath(folder, top)
+            if depth is not None and (0 if rel == "." else rel.count("/") + 1) >= depth - 1:
                 dirs[:] = []  # a glob of N levels never needs to look deeper
             dirs.sort()
             for name in files:
