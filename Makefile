@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test soak fuzz mutate bench lint clean
+.PHONY: install demo cluster-demo test soak fuzz mutate bench lint clean
 
 install: $(STAMP)
 
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python -m flows.demo
+
+# Three models on two process workers: Prefect and the registry server on PostgreSQL, S3 on moto,
+# one approval in the Prefect UI (headless Debian Chromium); prints the story and its measurements.
+cluster-demo: install
+	@command -v chromium >/dev/null || [ "$$(id -u)" -ne 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(BIN)/python -m flows.cluster.demo
 
 test: install
 	$(BIN)/python -m pytest
