@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from flows.cluster.processes import ClusterError
@@ -37,10 +38,10 @@ def approve_in_ui(
     reason: str,
     timeout: float = 60,
     screenshot: Path | None = None,
-) -> dict[str, object]:
+) -> float:
     """Open the run's page, fill the Resume form (Approve on, Code, Reason) and submit it.
 
-    Returns the resume endpoint's JSON answer; ``ClusterError`` when the UI refuses the input or
+    Returns when (``time.monotonic()``) the form was submitted; ``ClusterError`` when the UI refuses the input or
     a control is missing (the screenshot, if asked for, shows the page as it was).
     """
     from playwright.sync_api import Error as PlaywrightError
@@ -62,6 +63,7 @@ def approve_in_ui(
             with page.expect_response(
                 lambda r: r.url.endswith(f"/flow_runs/{run_id}/resume") and r.request.method == "POST"
             ) as answer:
+                submitted = time.monotonic()
                 dialog.get_by_role("button", name="Resume").click()
             response = answer.value
             body = json.loads(response.text() or "{}")
@@ -72,7 +74,7 @@ def approve_in_ui(
         browser.close()
     if body.get("status") != "ACCEPT":
         raise ClusterError(f"the UI's resume of run {run_id} was refused: {body.get('details') or body}")
-    return body
+    return submitted
 
 
 def _shoot(page: object, path: Path | None) -> None:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from flows.cluster.processes import ClusterError, processes_with_env, wait_until
-from flows.cluster.team import Team
+from flows.cluster.team import Command, Team
 
 RUN_ENV = "PREFECT__FLOW_RUN_ID"  # set by the worker in every flow-run process it starts
 
@@ -121,27 +122,25 @@ def approval_code(team: Team, approver: str, waiting: Waiting) -> str:
     return str(json.loads(proc.stdout)["code"])
 
 
-def approve_in_form(team: Team, approver: str, waiting: Waiting, *, record: Any = None) -> float:
-    """Approve through the Prefect UI's resume form in headless Chromium, with a code as ``approver``."""
+def approve_in_form(team: Team, approver: str, waiting: Waiting) -> float:
+    """Approve in the Prefect UI's resume form (headless Chromium) with ``approver``'s one-time code.
+
+    Returns when the form was submitted (``time.monotonic()``).
+    """
     from flows.cluster.browser import approve_in_ui
 
     code = approval_code(team, approver, waiting)
-    began = time.monotonic()
-    approve_in_ui(
+    submitted = approve_in_ui(
         team.prefect_url,
         waiting.run_id,
         code=code,
         reason=f"approved by {approver} in the Prefect UI",
         screenshot=team.folder / "logs" / f"form-{waiting.model}.png",
     )
-    team.commands.append(_form_command(waiting))
-    return began
-
-
-def _form_command(waiting: Waiting) -> Any:
-    from flows.cluster.team import Command
-
-    return Command(f"Prefect UI: Resume form for {waiting.model}/{waiting.version} (Chromium)", 0)
+    team.commands.append(
+        Command(f"Prefect UI: Resume form for {waiting.model}/{waiting.version} (Chromium)", 0)
+    )
+    return submitted
 
 
 def production_version(team: Team, model: str) -> int | None:
@@ -197,25 +196,57 @@ def drift_runs(team: Team, model: str) -> list[Any]:
 
 
 def drift_rollback(team: Team, model: str, timeout: float) -> dict[str, Any]:
-    """Run ``monitor`` on drifted data for ``model``; wait for the trigger's rollback to revert it.
+    """``monitor`` runs for every model and only ``model``'s new data has drifted; wait for its rollback.
 
-    Returns the monitor's and the rollback's final states, the versions before and after, and the
-    seconds from the drift event (the monitor run's end) to ``@production`` reverted.
+    Returns every monitor run's final state, the drifted model's rollback state, its versions
+    before and after, the others' production versions after, and the seconds from the
+    ``drift-detected`` event (its time in Prefect's event log; the monitor run's end if the log
+    has not got it) to ``@production`` reverted, as seen by a registry client.
     """
     before = production_version(team, model)
-    params = {"config_path": str(team.later[model]), "data_path": str(team.drifted[model])}
-    runs = start_runs(team, "monitor", {model: params})
-    monitor_state = wait_final(team, runs, timeout)[model]
-    drifted_at = time.monotonic()
+    # New data lands where the config's monitor.source looks; only this model's has drifted.
+    team.recent[model].write_bytes(team.drifted[model].read_bytes())
+    runs = start_runs(team, "monitor", {m: {"config_path": str(team.later[m])} for m in team.models})
+    monitors = wait_final(team, runs, timeout)
+    monitor_end = datetime.now(UTC)
+    after = wait_until(
+        lambda: (v := production_version(team, model)) != before and v,
+        timeout,
+        f"{model} to be reverted",
+        interval=0.2,
+    )
+    reverted = datetime.now(UTC)
     rollback = wait_until(lambda: drift_runs(team, model), 60, f"a rollback run for {model}", interval=0.5)
     rollback_state = wait_final(team, {model: str(rollback[0].id)}, timeout)[model]
-    after = wait_until(
-        lambda: (v := production_version(team, model)) != before and v, timeout, f"{model} to be reverted"
-    )
+    occurred = event_occurred(team, "drift-detected", model)
     return {
-        "monitor": monitor_state,
+        "monitors": monitors,
         "rollback": rollback_state,
         "before": before,
         "after": after,
-        "seconds": time.monotonic() - drifted_at,
+        "others": {m: production_version(team, m) for m in team.models if m != model},
+        "other_rollbacks": sum(len(drift_runs(team, m)) for m in team.models if m != model),
+        "seconds": (reverted - (occurred or monitor_end)).total_seconds(),
+        "from": "the drift-detected event" if occurred else "the monitor run's end",
     }
+
+
+def event_occurred(team: Team, name: str, model: str) -> datetime | None:
+    """When the newest ``govflow.model.<name>`` event about ``model`` occurred, per Prefect's events."""
+    import httpx
+
+    body = {
+        "filter": {
+            "event": {"name": [f"govflow.model.{name}"]},
+            "resource": {"id": [f"govflow.model.{model}"]},
+            "order": "DESC",
+        },
+        "limit": 1,
+    }
+    try:
+        answer = httpx.post(f"{team.api_url}/events/filter", json=body, timeout=10)
+        answer.raise_for_status()
+        found = answer.json().get("events") or []
+    except (httpx.HTTPError, ValueError):
+        return None
+    return datetime.fromisoformat(found[0]["occurred"]) if found else None

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,8 @@ class Team:
     configs: dict[str, Path] = field(default_factory=dict)
     drifted: dict[str, Path] = field(default_factory=dict)
     later: dict[str, Path] = field(default_factory=dict)
+    recent: dict[str, Path] = field(default_factory=dict)
+    started: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -86,9 +90,7 @@ class Team:
 
     def env(self, user: str | None = None, **extra: str) -> dict[str, str]:
         """The environment of a client process: Prefect API, registry URL, ``user``'s token file."""
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("GOVFLOW_", "PREFECT_", "AWS_"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVFLOW_", "PREFECT_", "AWS_"))}
         env.update(
             PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}",
             PREFECT_HOME=str(self.folder / "prefect-home"),
@@ -124,7 +126,9 @@ class Team:
         proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
         self.commands.append(Command(label, proc.returncode))
         if check and proc.returncode != 0:
-            raise ClusterError(f"`{label}` exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+            raise ClusterError(
+                f"`{label}` exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+            )
         return proc
 
     def govflow(self, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -224,6 +228,7 @@ class Team:
                 "later_train": make_period(self.rows, seed + 3, shift=0.08),
                 "later_eval": make_period(self.rows // 3, seed + 4, shift=0.08),
                 "drifted": make_period(self.rows // 2, seed + 5, shift=0.08, drift=True),
+                "recent": make_period(self.rows // 2, seed + 6, shift=0.08),
             }
             paths = {}
             for name, frame in frames.items():
@@ -233,7 +238,7 @@ class Team:
                 cfg = dict(example, model_name=model)
                 cfg["data"] = {"train": str(paths[f"{period}_train"]), "eval": str(paths[f"{period}_eval"])}
                 cfg["contract"] = dict(example["contract"], min_rows=min(500, self.rows // 2))
-                cfg.update(approval_poll=1, approval_timeout=1800)
+                cfg.update(approval_poll=1, approval_timeout=1800, monitor={"source": str(paths["recent"])})
                 cfg["deploy"] = {"kind": "manifest", "path": str(self.folder / "releases" / f"{model}.json")}
                 path = self.folder / "configs" / f"{model}-{period}.yaml"
                 path.parent.mkdir(exist_ok=True)
@@ -243,6 +248,7 @@ class Team:
                 else:
                     self.later[model] = path
             self.drifted[model] = paths["drifted"]
+            self.recent[model] = paths["recent"]
 
     def _deploy(self) -> None:
         """Copy the project as a worker image would hold it, create the pool, deploy everything."""
@@ -254,9 +260,28 @@ class Team:
             shutil.copytree(ROOT / package, self.project / package, ignore=ignore)
         shutil.copy(ROOT / "prefect.yaml", self.project / "prefect.yaml")
         self.prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
-        self.prefect("deploy", "--all")
+        # prefect.yaml copies the deployer's GOVFLOW_* into each deployment; an unset one would
+        # stay the literal "{{ $NAME }}", so every one it names is set, empty for the default.
+        names = re.findall(r"\{\{\s*\$(GOVFLOW_[A-Z0-9_]+)\s*\}\}", (ROOT / "prefect.yaml").read_text())
+        env = {name: "" for name in names} | self.worker_env()
+        self.run(
+            "prefect deploy --all",
+            [sys.executable, "-m", "prefect", "deploy", "--all"],
+            env,
+            cwd=self.project,
+        )
         # Rollbacks run as the operator: the deployment's own environment names its token file.
         self.set_deployment_env("rollback", GOVFLOW_TOKEN_FILE=str(self.tokens / f"{OPERATOR}.token"))
+        # The example config's schedules would act on this registry's models mid-story.
+        self.pause_schedules("retrain", "monitor")
+
+    def pause_schedules(self, *names: str) -> None:
+        """Turn the schedules of these deployments off (their triggers and manual runs stay)."""
+        with self.client() as client:
+            for name in names:
+                dep = client.read_deployment_by_name(f"{name}/{name}")
+                for schedule in client.read_deployment_schedules(dep.id):
+                    client.update_deployment_schedule(dep.id, schedule.id, active=False)
 
     def set_deployment_env(self, name: str, **env: str) -> None:
         """Add ``env`` to a deployment's ``job_variables.env``, keeping what prefect.yaml set."""
@@ -273,6 +298,7 @@ class Team:
     def start_worker(self, name: str) -> None:
         """``prefect worker start --pool govflow-process --name NAME`` as its own process."""
         argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", name]
+        self.started[name] = datetime.now(UTC)
         self.sup.start(f"worker-{name}", argv, self.worker_env(), cwd=self.project)
         self.commands.append(Command(f"prefect worker start --pool {POOL} --name {name} (started)", 0))
 
@@ -291,16 +317,19 @@ class Team:
         }
 
     def wait_workers(self, names: tuple[str, ...] | list[str], timeout: float = 90) -> None:
-        """Wait until the pool lists every worker in ``names`` as online."""
-        from prefect.client.schemas.objects import WorkerStatus
+        """Wait until every worker in ``names`` has sent the pool a heartbeat since it was started.
+
+        A killed worker's name stays "online" until its heartbeat goes stale, so the status alone
+        would not show that the new process is up.
+        """
 
         def online() -> bool:
             for name in names:
                 if not self.sup.services[f"worker-{name}"].alive:
                     raise ClusterError(f"worker {name} exited: see {self.sup.services[f'worker-{name}'].log}")
             with self.client() as client:
-                seen = {w.name: w.status for w in client.read_workers_for_work_pool(POOL)}
-            return all(seen.get(n) == WorkerStatus.ONLINE for n in names)
+                seen = {w.name: w.last_heartbeat_time for w in client.read_workers_for_work_pool(POOL)}
+            return all(seen.get(n) is not None and seen[n] > self.started[n] for n in names)
 
         wait_until(online, timeout, f"workers {', '.join(names)} online", interval=0.5)
 
