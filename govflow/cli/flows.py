@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from govflow.cli import app
-from govflow.cli.common import console, emit_json
+from govflow.cli.common import console, emit_json, err_console
 from registry.errors import FlowError, GovflowError, InvalidInput
 
 # --- quiet Prefect ------------------------------------------------------------------------------
@@ -140,23 +140,47 @@ def _outcome(result: dict[str, Any]) -> str:
     return "rolled-back" if "restored" in result else "unknown"
 
 
-def _call(flow_fn: Callable[..., Any], *args: Any) -> Any:
-    """Run the flow for its final state; a refusal is raised as itself, a dead server as one line."""
+def _temporary_server(announce: bool) -> None:
+    """With no PREFECT_API_URL, start Prefect's temporary server now (the one its client reuses).
+
+    Started here, a server that does not come up is one line naming the setting that raises the
+    timeout, and a run that waits can say where another terminal reaches it to approve.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
     timeout = int(os.environ.get(STARTUP_SETTING, STARTUP_DEFAULT))
+    server = SubprocessASGIServer()
+    try:
+        server.start(timeout=timeout)
+    except RuntimeError:
+        raise FlowError(
+            f"the temporary Prefect server did not start within {timeout} s; raise {STARTUP_SETTING} "
+            f"(or {STARTUP_ENV}), or point PREFECT_API_URL at a running server",
+            reason="prefect server",
+        ) from None
+    if announce:
+        err_console.print(
+            f"temporary Prefect server for this run: {server.api_url} "
+            f"(to approve from another terminal, set PREFECT_API_URL={server.api_url} there)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _call(flow_fn: Callable[..., Any], *args: Any, announce: bool = False) -> Any:
+    """Run the flow for its final state; a refusal is raised as itself, a dead server as one line."""
+    _temporary_server(announce)
     handlers = logging.getLogger().handlers
     quiet = _OneLineRefusals()
     for handler in handlers:
         handler.addFilter(quiet)
     try:
         state = flow_fn(*args, return_state=True)
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" not in str(exc):
-            raise
-        raise FlowError(
-            f"the temporary Prefect server did not start within {timeout} s; raise {STARTUP_SETTING} "
-            f"(or {STARTUP_ENV}), or point PREFECT_API_URL at a running server",
-            reason="prefect server",
-        ) from None
     finally:
         for handler in handlers:
             handler.removeFilter(quiet)
@@ -188,7 +212,7 @@ def run_retrain(config: ConfigOpt, json_out: JsonOpt = False) -> None:
     _check_training_data(loaded)
     from flows.retrain import retrain
 
-    _finish(*_call(retrain, str(config)), json_out)
+    _finish(*_call(retrain, str(config), announce=True), json_out)
 
 
 @run_app.command("monitor")

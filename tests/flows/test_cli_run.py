@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -61,6 +62,8 @@ def test_gates_failed_exits_3_quietly_on_a_temporary_server(pipeline, tmp_path: 
         assert noise not in proc.stderr, (noise, proc.stderr)
     # Prefect's own INFO lines are gone; the flow's own lines still show.
     assert "Starting temporary server" not in proc.stderr
+    # Instead, one line says where another terminal reaches this run's server (to approve).
+    assert re.search(r"temporary Prefect server for this run: http://127\.0\.0\.1:\d+/api", proc.stderr)
     assert "retrain credit-risk/1: gates-failed" in proc.stderr
 
 
