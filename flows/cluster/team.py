@@ -111,8 +111,6 @@ class Team:
             PREFECT_WORKER_QUERY_SECONDS="2",
             PREFECT_WORKER_PREFETCH_SECONDS="5",
             PREFECT_LOGGING_LEVEL="INFO",
-            # Results every worker can read, so a run resumed elsewhere finds its task results.
-            PREFECT_LOCAL_STORAGE_PATH=str(self.folder / "results"),
             GOVFLOW_CARDS=str(self.folder / "cards"),
             GOVFLOW_CODE_COMMIT=code_commit(),
         )
