@@ -16,6 +16,7 @@ from govflow.cli.flows import STARTUP_ENV, STARTUP_SETTING, quiet_prefect
 from tests.fixtures.prefect import wait_for
 from tests.flows.conftest import with_config
 
+ROOT = Path(__file__).resolve().parents[2]
 NOISE = ("TELEMETRY_SESSION", "EventsWorker", "Traceback", "database is locked", "Task run")
 
 
@@ -93,6 +94,11 @@ def test_approved_from_the_terminal_exits_0_then_monitor_act_4_and_ok_0(pipeline
     assert proc.returncode == 0, out + "".join(lines)
     assert out.splitlines()[0] == "state: Promoted" and "outcome: promoted" in out
     assert not any(noise in "".join(lines) for noise in NOISE), lines
+    # The config lives in a temporary folder, outside the repository: the commit is still the code's.
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    reg = pipeline.registry()
+    assert reg.get_version("credit-risk", 1).lineage.code.commit == head.stdout.strip()
+    reg.close()
 
     act = govflow("run", "monitor", "--config", str(pipeline.base), "--data", str(pipeline.drifted), "--json")
     assert act.returncode == 4, act.stdout + act.stderr
@@ -202,3 +208,12 @@ def test_quiet_defaults_respect_the_active_prefect_profile(tmp_path: Path) -> No
     quiet_prefect(env)
     assert "PREFECT_SERVER_ANALYTICS_ENABLED" not in env and STARTUP_SETTING not in env
     assert env["PREFECT_LOGGING_LEVEL"] == "WARNING"
+
+
+def test_the_events_worker_logger_is_quiet_below_error() -> None:
+    # Prefect's EventsWorker logs "Still processing items" at exit on a logger named after the class.
+    import logging
+
+    from prefect.events.worker import EventsWorker
+
+    assert logging.getLogger(EventsWorker.__name__).getEffectiveLevel() == logging.ERROR
