@@ -121,6 +121,15 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def processes_with_env(name: str, values: Iterable[str]) -> dict[str, list[int]]:
     """Live processes whose environment sets ``name`` to one of ``values``: value -> pids.
 
@@ -156,6 +165,7 @@ class Supervisor:
     folder: Path
     services: dict[str, Service] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
+    stop_timeout: float = 10  # seconds between SIGTERM and SIGKILL on close
     _closed: bool = False
 
     def __post_init__(self) -> None:
@@ -232,6 +242,9 @@ class Supervisor:
             except (ProcessLookupError, PermissionError):
                 pass
         service.proc.wait(timeout=10)
+        wait_until(
+            lambda: not any(alive(pid) for pid in pids), 10, f"{name}'s processes to die", interval=0.05
+        )
         return pids
 
     def stop(self, name: str, timeout: float = 15) -> None:
@@ -259,7 +272,7 @@ class Supervisor:
         self._closed = True
         for name in sorted(self.services, key=_stop_order):
             try:
-                self.stop(name, timeout=10)
+                self.stop(name, timeout=self.stop_timeout)
             except Exception as exc:  # noqa: BLE001 - cleanup goes on; say what failed
                 print(f"cluster cleanup: stopping {name}: {exc}", file=sys.stderr)
         for db in self.databases:

@@ -11,13 +11,15 @@ code. Both end `Promoted`. `make cluster-demo` runs the full story (three models
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from flows.cluster import story
 from flows.cluster.browser import chromium_missing
-from flows.cluster.processes import wait_until
+from flows.cluster.processes import ClusterError, Supervisor, alive, process_tree, wait_until
 from flows.cluster.team import APPROVERS, PIPELINE, Team
 
 MODELS = ["credit-risk", "churn"]
@@ -34,8 +36,51 @@ def team(pg_server: str, tmp_path: Path):
     try:
         yield t.start()
     finally:
+        databases = list(t.sup.databases)
         t.close()
         assert not any(s.alive for s in t.sup.services.values()), "a cluster process outlived close()"
+        assert databases and not _existing(pg_server, databases), "a cluster database outlived close()"
+
+
+def _existing(admin: str, names: list[str]) -> list[str]:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def _with_child(pid: int) -> list[int] | None:
+    tree = process_tree(pid)
+    return tree if len(tree) == 2 else None
+
+
+# A process that ignores SIGTERM and starts a child that ignores it too: only SIGKILL ends them.
+STUBBORN = (
+    "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)']); time.sleep(600)"
+)
+
+
+def test_cleanup_ends_every_process_tree_and_drops_the_databases(pg_server: str, tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path, stop_timeout=1)
+    db = sup.database("govflow_cluster_selftest")
+    trees: list[list[int]] = []
+    with pytest.raises(ClusterError, match="the story broke"):
+        with sup:
+            for name in ("worker-a", "prefect-server"):
+                pid = sup.start(name, [sys.executable, "-c", STUBBORN], os.environ).proc.pid
+                tree = wait_until(lambda p=pid: _with_child(p), 30, "the child to start")
+                trees.append(tree)
+            killed = sup.kill("worker-a")  # a lost machine: the worker and its child at once
+            assert sorted(killed) == sorted(trees[0])
+            assert not any(alive(pid) for pid in trees[0])
+            with pytest.raises(ClusterError, match="already running"):
+                sup.start("prefect-server", [sys.executable, "-c", "pass"], os.environ)
+            raise ClusterError("the story broke")  # a failing step still cleans up
+    assert not any(alive(pid) for pid in trees[1]), "SIGTERM was ignored and nothing escalated"
+    assert _existing(pg_server, [db]) == []
+    with pytest.raises(ClusterError, match="closed"):
+        sup.start("late", [sys.executable, "-c", "pass"], os.environ)
 
 
 def test_two_models_wait_survive_a_lost_worker_and_are_promoted(team: Team) -> None:
