@@ -9,6 +9,7 @@ count — is an expectation in a GX suite run in one ephemeral context per proce
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Literal
@@ -263,8 +264,11 @@ def _batch_definition() -> Any:
     with _GX_LOCK:
         if _GX_BATCH is None:
             import great_expectations as gx
+            from great_expectations.data_context.types import base
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # GX sets this logger to INFO; its "temporary docs site" notice is noise in every run.
+            base.logger.setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             # Otherwise tqdm bars go to stderr of every flow run.
             context.variables.progress_bars = ProgressBarsConfig(globally=False)

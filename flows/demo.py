@@ -117,6 +117,7 @@ def _approve_from_terminal(run_id: str) -> None:
 
 def _story(paths: dict[str, Path]) -> int:
     from flows.monitor import monitor
+    from flows.outcomes import state_name
     from flows.retrain import retrain
     from flows.rollback import rollback
     from registry import Registry
@@ -126,7 +127,7 @@ def _story(paths: dict[str, Path]) -> int:
     r1 = retrain(str(paths["base"]))
     watcher.join(timeout=5)
     console.print(
-        f"  v{r1['version']}: {r1['outcome']} (approver {r1.get('approver')}), metrics {r1['metrics']}"
+        f"  v{r1['version']}: {state_name(r1['outcome'])} (approver {r1.get('approver')}), metrics {r1['metrics']}"
     )
     console.rule("2. v1 deployed")
     console.print(f"  release manifest: {r1.get('deployed', {}).get('location')}")
@@ -136,11 +137,11 @@ def _story(paths: dict[str, Path]) -> int:
     r2 = retrain(str(paths["later"]))
     watcher.join(timeout=5)
     console.print(
-        f"  v{r2['version']}: {r2['outcome']} (approver {r2.get('approver')}), deployed to "
+        f"  v{r2['version']}: {state_name(r2['outcome'])} (approver {r2.get('approver')}), deployed to "
         f"{r2.get('deployed', {}).get('location')}"
     )
 
-    console.rule("4. monitor the drifted period; drift-detected triggers rollback")
+    console.rule("4. monitor the drifted period; drift-detected triggers rollback, once per episode")
     m = monitor(str(paths["later"]), str(paths["drifted"]))
     console.print(f"  monitor v{m['version']}: {m['verdict']} — {m['message']}")
     if m["verdict"] == "act":
@@ -149,10 +150,22 @@ def _story(paths: dict[str, Path]) -> int:
         console.print(
             "  govflow.model.drift-detected emitted; running the rollback flow with the trigger's parameters"
         )
-        rb = rollback("credit-risk", reason, str(paths["later"]))
+        rb = rollback("credit-risk", reason, str(paths["later"]), expected_version=m["version"])
         console.print(
-            f"  rolled back v{rb['demoted']} -> v{rb['restored']}; redeployed {rb['deployed']['location']}"
+            f"  {state_name(rb['outcome'])}: v{rb['demoted']} -> v{rb['restored']}; "
+            f"redeployed {rb['deployed']['location']}"
         )
+        # An hour later the data is still drifted: the restored version is in the same episode.
+        again = monitor(str(paths["later"]), str(paths["drifted"]))
+        if again["verdict"] == "act":
+            rb2 = rollback(
+                "credit-risk",
+                f"drift detected on version {again['version']}",
+                expected_version=again["version"],
+            )
+            console.print(
+                f"  next monitor run, v{again['version']} still drifted: {state_name(rb2['outcome'])} — {rb2['reason']}"
+            )
 
     console.rule("5. the record")
     reg = Registry()
