@@ -234,15 +234,21 @@ def test_timed_out_suspension_is_rejected_by_reconcile_and_named(setup) -> None:
 
 
 def test_cancelled_waiting_run_is_rejected_by_reconcile(setup) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled
-
     pipeline, env = setup["pipeline"], setup["env"]
     setup["start"]()
     run_id = _run(pipeline.base)
     wait_for(lambda: _suspended(run_id), timeout=150, what="the retrain to suspend")
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run_id, Cancelled(message="cancelled by an operator"), force=True)
+    # `prefect flow-run cancel` on a waiting run: with no process to stop it ends Cancelled, not stuck.
+    cancel = subprocess.run(
+        [sys.executable, "-m", "prefect", "flow-run", "cancel", str(run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    state = wait_for(lambda: _final(run_id), timeout=60, what="the cancelled run to end")
+    assert state.is_cancelled(), state
     out = _govflow(env, "reconcile", GOVFLOW_ACTOR=PIPELINE_ACTOR)
     assert out.returncode == 0, out.stderr
     reg = _registry(pipeline)
