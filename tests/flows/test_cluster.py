@@ -17,12 +17,18 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.cluster import story
+from flows.cluster import processes, story
 from flows.cluster.browser import chromium_missing
 from flows.cluster.processes import ClusterError, Supervisor, alive, process_tree, wait_until
 from flows.cluster.team import APPROVERS, PIPELINE, Team
 
 MODELS = ["credit-risk", "churn"]
+
+
+@pytest.fixture(autouse=True)
+def _same_postgres(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cluster makes its databases on the server the test suite was pointed at.
+    monkeypatch.setattr(processes, "PG_ADMIN", pg_server)
 
 
 @pytest.fixture
