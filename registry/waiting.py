@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.entities import Decision, ModelVersion
 from registry.errors import ApprovalRequired, GateFailed, InvalidInput
 from registry.stages import Stage
+from registry.validate import same_actor
 
 WAITING = "run.waiting"
 
@@ -112,17 +113,30 @@ def mark_waiting(
     return parsed
 
 
+def _counts(event: Any, version: ModelVersion) -> bool:
+    """Whether ``event`` is a wait for ``version``'s current review, recorded by its registrant.
+
+    Only the identity that registered the version (the pipeline whose run waits) may say that a
+    run waits on it: a wait recorded by anyone else (an earlier deadline, a finished run's id, to
+    get the version rejected early) is ignored.
+    """
+    return (
+        event.action == WAITING
+        and event.version == version.version
+        and event.at >= version.stage_changed_at
+        and same_actor(event.actor, version.registered_by)
+    )
+
+
 def current_wait(reg: Any, version: ModelVersion) -> Waiting | None:
     """The wait recorded for ``version`` since it last entered staging, if any."""
+    if version.stage != Stage.STAGING:
+        return None
     found = None
     for event in reg.audit_log(model=version.model):
-        if (
-            event.action == WAITING
-            and event.version == version.version
-            and event.at >= version.stage_changed_at
-        ):
+        if _counts(event, version):
             found = _parse(event) or found
-    return found if version.stage == Stage.STAGING else None
+    return found
 
 
 def waiting(reg: Any, model: str | None = None) -> list[tuple[ModelVersion, Waiting | None]]:
@@ -137,16 +151,10 @@ def waiting(reg: Any, model: str | None = None) -> list[tuple[ModelVersion, Wait
         for v in staged:
             wait = None
             for e in events:
-                if e.version == v.version and e.at >= v.stage_changed_at:
+                if _counts(e, v):
                     wait = _parse(e) or wait
             out.append((v, wait))
     return out
-
-
-def approvers(reg: Any, model: str, version: int) -> list[str]:
-    """Who approved ``model/version`` in its current review."""
-    v = reg.get_version(model, version)
-    return [a.actor for a in v.approvals if a.current and a.decision == Decision.APPROVE]
 
 
 def settle(reg: Any, model: str, version: int, *, reason: str, actor: str | None = None) -> Settled:
@@ -158,6 +166,8 @@ def settle(reg: Any, model: str, version: int, *, reason: str, actor: str | None
     v = reg.get_version(model, version)
     if v.stage != Stage.STAGING:
         return Settled(model=model, version=version, outcome="untouched", reason=f"already {v.stage.value}")
+    # Read before promoting: entering production starts a new review round.
+    given = [a.actor for a in v.approvals if a.current and a.decision == Decision.APPROVE]
     try:
         reg.transition(
             model, version, Stage.PRODUCTION, actor=actor, reason=f"{reason}; approved in the registry"
@@ -167,7 +177,7 @@ def settle(reg: Any, model: str, version: int, *, reason: str, actor: str | None
             version=version,
             outcome="promoted",
             reason=f"{reason}; the registry held the approvals the policy needs",
-            approvers=approvers(reg, model, version),
+            approvers=given,
         )
     except (ApprovalRequired, GateFailed) as exc:
         reg.reject(model, version, reason=f"{reason} ({exc})", actor=actor)
