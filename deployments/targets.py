@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from registry import Registry
+from registry.config import env
 from registry.errors import DeployError, GovflowError, InvalidInput, first_invalid, map_exceptions
 from registry.stages import Stage
 
@@ -327,7 +328,7 @@ def _put_s3(uri: str, data: bytes) -> None:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    endpoint = os.environ.get("GOVFLOW_S3_ENDPOINT_URL") or None
+    endpoint = env("GOVFLOW_S3_ENDPOINT_URL")
 
     def failed(exc: BaseException) -> GovflowError:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

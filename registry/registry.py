@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +15,7 @@ from registry.artifacts import Blob
 from registry.artifacts.base import check_digest
 from registry.auth.admin import UserAdmin
 from registry.base import now
+from registry.config import env
 from registry.decisions import Decisions
 from registry.entities import (
     ModelSummary,
@@ -45,7 +45,7 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
 
     def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> Any:
         # An http(s) URL means client mode: the same API, served by ``govflow server``.
-        target = url or os.environ.get("GOVFLOW_REGISTRY_URL") or ""
+        target = url or env("GOVFLOW_REGISTRY_URL") or ""
         if cls is Registry and target.startswith(("http://", "https://")):
             from registry.remote import RemoteRegistry
 

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.exceptions import RetriesExceededError
 
 from registry.artifacts.base import CHUNK, ArtifactStore, Blob, blob_key, check_digest, sha256_file
+from registry.config import env
 from registry.errors import (
     ArtifactNotFound,
     ArtifactStoreError,
@@ -173,7 +174,7 @@ class S3ArtifactStore(ArtifactStore):
         return cls(
             bucket,
             prefix,
-            endpoint_url=os.environ.get("GOVFLOW_S3_ENDPOINT_URL") or None,
+            endpoint_url=env("GOVFLOW_S3_ENDPOINT_URL"),
             max_attempts=int(_env_number("GOVFLOW_S3_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int)),
             connect_timeout=_env_number("GOVFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, float),
             read_timeout=_env_number("GOVFLOW_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, float),

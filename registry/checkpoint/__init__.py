@@ -43,6 +43,7 @@ from registry.checkpoint.note import (
     parse_body,
     sign_note,
 )
+from registry.config import env
 from registry.db import Database
 from registry.db.tables import audit_head
 from registry.errors import AuditChainBroken, IntegrityError
@@ -229,10 +230,10 @@ def default_folder(url: str) -> str:
 def checkpoint_from_env(registry: Any) -> str | None:
     """If ``GOVFLOW_CHECKPOINT_KEY`` names a .key, write ``<count>.txt`` into the folder (or
     s3:// prefix) ``GOVFLOW_CHECKPOINT_OUT``, by default ``default_folder``; return where."""
-    key = os.environ.get("GOVFLOW_CHECKPOINT_KEY")
+    key = env("GOVFLOW_CHECKPOINT_KEY")
     if not key:
         return None
-    folder = os.environ.get("GOVFLOW_CHECKPOINT_OUT") or default_folder(_db(registry).url)
+    folder = env("GOVFLOW_CHECKPOINT_OUT") or default_folder(_db(registry).url)
     text = make_checkpoint(registry, key)
     name = f"{_unsigned(text).count:012d}.txt"
     return write_checkpoint(text, f"{folder.rstrip('/')}/{name}")

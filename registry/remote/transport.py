@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_json
 
 from registry import errors, identity
+from registry.config import env
 from registry.errors import GovflowError, InvalidInput, StorageError, Unauthenticated
 
 CHANNEL_HEADER = "X-Govflow-Channel"
@@ -42,7 +43,7 @@ def many(cls: type, content: bytes) -> list[Any]:
 def read_token(token: str | None) -> str:
     """The API token: ``token``, else GOVFLOW_TOKEN, else the file named by GOVFLOW_TOKEN_FILE."""
     value = token or os.environ.get("GOVFLOW_TOKEN")
-    if not value and os.environ.get("GOVFLOW_TOKEN_FILE"):
+    if not value and env("GOVFLOW_TOKEN_FILE"):
         path = Path(os.environ["GOVFLOW_TOKEN_FILE"])
         try:
             value = path.read_text(encoding="utf-8").strip()
