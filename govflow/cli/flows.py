@@ -131,15 +131,6 @@ def _check_training_data(config: Any) -> None:
             raise InvalidInput(f"config data.{field}: {path} is not a readable file", field=f"data.{field}")
 
 
-def _outcome(result: dict[str, Any]) -> str:
-    """The run's outcome; older flow results name it differently (a monitor verdict, a rollback)."""
-    if "outcome" in result:
-        return str(result["outcome"])
-    if "verdict" in result:
-        return str(result["verdict"])
-    return "rolled-back" if "restored" in result else "unknown"
-
-
 def _temporary_server(announce: bool) -> None:
     """With no PREFECT_API_URL, start Prefect's temporary server now (the one its client reuses).
 
@@ -201,8 +192,11 @@ def _finish(state: Any, result: dict[str, Any], json_out: bool) -> None:
         console.print(f"state: {state.name}")
         for key, value in result.items():
             console.print(f"{key}: {value}")
-    outcome = _outcome(result)
-    raise typer.Exit(exit_code(outcome) if outcome in OUTCOMES else 1)
+    outcome = result.get("outcome")
+    if outcome not in OUTCOMES:  # every flow names its outcome; anything else is a bug, not bad input
+        err_console.print(f"error: the run ended {state.name} with unknown outcome {outcome!r}", markup=False)
+        raise typer.Exit(1)
+    raise typer.Exit(exit_code(outcome))
 
 
 @run_app.command("retrain")
