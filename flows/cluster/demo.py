@@ -82,7 +82,7 @@ def concurrent_round(team: Team, measured: dict[str, Any]) -> dict[str, story.Wa
         f"besides them {len(infra)} cluster processes: {', '.join(infra)}"
     )
 
-    first, *others = waiting.values()
+    first, *others = (waiting[m] for m in MODELS)
     missing = chromium_missing()
     if missing:
         say(
