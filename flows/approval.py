@@ -124,7 +124,7 @@ def rounds_asked(version: ModelVersion) -> int:
 def announce(version: ModelVersion, deadline: datetime, *, suspended: bool) -> None:
     """Log how to decide: the exact approve command and where the form is."""
     run_log = get_run_logger()
-    ui = flow_run.get_flow_run_ui_url()
+    ui = _ui_url()
     how = "suspended; no process waits" if suspended else "paused in this process"
     run_log.info(
         "waiting for approval of %s/%s until %s (%s). Approve with: govflow approve %s %s --reason TEXT "
@@ -139,6 +139,18 @@ def announce(version: ModelVersion, deadline: datetime, *, suspended: bool) -> N
         version.version,
         f"; or in the Prefect UI: {ui}" if ui else "",
     )
+
+
+def _ui_url() -> str | None:
+    """The run's page in the Prefect UI, from PREFECT_UI_URL or else the API's address."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    run_id = flow_run.get_id()
+    base = PREFECT_UI_URL.value()
+    api = PREFECT_API_URL.value()
+    if not base and api and str(api).rstrip("/").endswith("/api"):
+        base = str(api).rstrip("/")[: -len("/api")]
+    return f"{str(base).rstrip('/')}/runs/flow-run/{run_id}" if base and run_id else None
 
 
 def wait_for_decision(
