@@ -74,7 +74,8 @@ def test_make_demo_tells_the_story(tmp_path: Path) -> None:
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-4000:]
     assert "resumed paused run" in out and "resumed paused flow run" in out
-    assert re.search(r"rolled back v2 -> v1", out)
+    assert re.search(r"RolledBack: v2 -> v1", out)
+    assert re.search(r"v1 still drifted: Ignored", out)  # once per episode
     assert re.search(r"audit verify: OK \(\d+ events\)", out)
     assert "production: credit-risk v1" in out
     card = re.search(r"model card: (\S+)", out)
