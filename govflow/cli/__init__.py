@@ -5,8 +5,9 @@ Refusals and bad input print one line on stderr and exit with status 2; nothing 
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -21,35 +22,108 @@ app = typer.Typer(
     help="Model governance: registry, approvals, audit trail and rollback.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+)
+
+# Which module defines each top-level command. A call imports only its command's modules, so
+# `govflow show` never pays for the flows, the server or the reports; a name missing here (or
+# --help, completion) imports them all, so the map can only make a call slower, never wrong.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        (
+            "register",
+            "versions",
+            "show",
+            "transition",
+            "approve",
+            "waive",
+            "reject",
+            "rollback",
+            "production-at",
+            "impact",
+            "models",
+        ),
+        ("govflow.cli.registry_cmds",),
+    ),
+    "audit": ("govflow.cli.audit_cmds",),
+    "alias": ("govflow.cli.audit_cmds",),
+    "evidence": ("govflow.cli.audit_cmds", "govflow.cli.evidence_pack"),
+    "db": ("govflow.cli.audit_cmds", "govflow.cli.harden"),
+    "artifacts": ("govflow.cli.artifacts",),
+    "run": ("govflow.cli.flows",),
+    "serve": ("govflow.cli.serve",),
+    "server": ("govflow.cli.server",),
+    "policy": ("govflow.cli.policy_cmds",),
+    "users": ("govflow.cli.users",),
+    "deploy": ("govflow.cli.deploy_cmd",),
+    "reconcile": ("govflow.cli.reconcile_cmd",),
+    "config": ("govflow.cli.config_cmds",),
+}
+
+_CORE = ("govflow.cli.registry_cmds", "govflow.cli.audit_cmds")
+# Modules that may be absent from a trimmed install; the core ones must import.
+_OPTIONAL = (
+    "govflow.cli.artifacts",
+    "govflow.cli.flows",
+    "govflow.cli.serve",
+    "govflow.cli.harden",
+    "govflow.cli.evidence_pack",
+    "govflow.cli.policy_cmds",
+    "govflow.cli.users",
+    "govflow.cli.server",
+    "govflow.cli.deploy_cmd",
+    "govflow.cli.reconcile_cmd",
+    "govflow.cli.config_cmds",
 )
 
 
-def _register_commands() -> None:
-    from govflow.cli import audit_cmds, registry_cmds  # noqa: F401  (commands attach to app)
+def package_version() -> str:
+    """The installed govflow package's version."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    for optional in (
-        "govflow.cli.artifacts",
-        "govflow.cli.flows",
-        "govflow.cli.serve",
-        "govflow.cli.harden",
-        "govflow.cli.evidence_pack",
-        "govflow.cli.policy_cmds",
-        "govflow.cli.users",
-        "govflow.cli.server",
-        "govflow.cli.deploy_cmd",
-        "govflow.cli.reconcile_cmd",
-    ):
+    try:
+        return version("govflow")
+    except PackageNotFoundError:
+        return "0+unknown"  # run from a source tree that was never installed
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"govflow {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Model governance: registry, approvals, audit trail and rollback."""
+
+
+def _register_commands(command: str | None = None) -> None:
+    """Attach the commands to ``app``: those of ``command`` only when it is known, else all."""
+    modules = COMMAND_MODULES.get(command or "")
+    for name in modules or (*_CORE, *_OPTIONAL):
         try:
-            __import__(optional)
+            __import__(name)
         except ModuleNotFoundError as exc:
-            if exc.name != optional:
+            if exc.name != name or name in _CORE:
                 raise
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The top-level command a call names: its first word, when no root option comes first."""
+    if not args or args[0].startswith("-"):
+        return None  # --help, --version, completion options: they need every command
+    return args[0]
 
 
 def main() -> None:
     """Console entry point: run the app; refusals and usage errors become one line and exit 2."""
-    _register_commands()
+    completing = any(key.endswith("_COMPLETE") and key.startswith("_") for key in os.environ)
+    _register_commands(None if completing else _command_named(sys.argv[1:]))
     try:
         # Registry calls from here arrive on the "cli" channel, which the audit records.
         with acting(channel="cli"):
