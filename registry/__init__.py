@@ -38,7 +38,31 @@ _EXPORTS = {
     "Stage": "registry.stages",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Approval",
+    "ArtifactRef",
+    "AuditEvent",
+    "CodeRef",
+    "ColumnSpec",
+    "DatasetRef",
+    "DatasetRole",
+    "Evidence",
+    "GovflowError",
+    "Lineage",
+    "ModelSummary",
+    "ModelVersion",
+    "Policy",
+    "ProductionAt",
+    "Registry",
+    "RollbackResult",
+    "RunRef",
+    "Stage",
+    "StageChange",
+    "StageRule",
+    "VerifyReport",
+    "VersionRef",
+    "VersionSpec",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from govflow.cli import app
@@ -23,6 +24,7 @@ from registry.checkpoint import (
 from registry.config import Settings
 from registry.db import Database
 from registry.db.migrate import upgrade as upgrade_schema
+from registry.entities import AuditEvent
 from registry.errors import IntegrityError, InvalidInput
 
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
@@ -46,14 +48,41 @@ def audit_log(
     if json_out:
         emit_json(events)
         return
-    table = Table(title="audit trail")
-    for col in ("seq", "time (UTC)", "actor", "action", "model", "version", "hash"):
-        table.add_column(col)
+    console.print(_audit_table(events, console.width))
+
+
+WIDE = 110  # columns from which the hash and a separate version column fit beside the action
+
+
+def _audit_table(events: list[AuditEvent], width: int) -> Table:
+    """The audit events as a table that fits ``width`` columns without cutting an action name.
+
+    Narrow terminals drop the hash (``audit verify`` checks it) and show ``model/version`` in one
+    column; the time wraps after the date, actors and models wrap, and the action never does.
+    """
+    wide = width >= WIDE
+    longest = max((len(e.action) for e in events), default=6)
+    table = Table(title="audit trail", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, pad_edge=wide)
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("time (UTC)", min_width=10)
+    table.add_column("actor", min_width=5, overflow="fold")
+    # An action longer than half the screen (only custom ones are) folds rather than ends in "…".
+    fits = longest <= width // 2
+    table.add_column("action", no_wrap=fits, min_width=min(longest, width // 2), overflow="fold")
+    if wide:
+        table.add_column("model", overflow="fold")
+        table.add_column("version", justify="right")
+        table.add_column("hash", no_wrap=True)
+    else:
+        table.add_column("version", overflow="fold")
     for e in events:
-        table.add_row(
-            str(e.seq), fmt_time(e.at), e.actor, e.action, e.model or "-", str(e.version or "-"), e.hash[:12]
-        )
-    console.print(table)
+        cells = [str(e.seq), fmt_time(e.at), e.actor, e.action]
+        if wide:
+            cells += [e.model or "-", str(e.version or "-"), e.hash[:12]]
+        else:
+            cells.append(f"{e.model}/{e.version}" if e.model and e.version else e.model or "-")
+        table.add_row(*cells)
+    return table
 
 
 @audit_app.command("verify")
