@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from checks.result import GateResult
 from registry.errors import GovflowError, InvalidInput, map_exceptions
@@ -58,6 +60,13 @@ class ColumnSpec(BaseModel):
             raise ValueError(f"column {self.name!r}: min {self.min} > max {self.max}")
         if (self.min is not None or self.max is not None) and self.dtype in ("string", "category", "bool"):
             raise ValueError(f"column {self.name!r}: a range needs a numeric dtype")
+        if self.dtype != "bool" and any(isinstance(v, bool) for v in self.allowed or ()):
+            # PyYAML reads an unquoted Yes/No/on/off as a boolean, so the rule would never match text.
+            raise PydanticCustomError(
+                "invalid",
+                f"column {self.name!r}: allowed holds a boolean (an unquoted Yes/No/on/off in YAML); "
+                "quote the values ('Yes', 'No') or set dtype: bool",
+            )
         return self
 
 
@@ -153,15 +162,43 @@ def validate(df: pd.DataFrame, contract: DataContract | dict[str, Any], *, name:
             run = validator.validate_expectation_suite(suite)
         failures += [_summarise(r.to_json_dict()) for r in run.results if not r.success]
 
-    n_checks = _check_count(contract)
+    return failure_gate(
+        name,
+        failures,
+        rows=len(df),
+        checks=_check_count(contract),
+        label=contract.name,
+        details={
+            "contract": contract.name,
+            "skipped_columns": [c.name for c in contract.columns if c.name not in checkable],
+        },
+        duration=time.perf_counter() - start,
+    )
+
+
+def failure_gate(
+    name: str,
+    failures: list[dict[str, Any]],
+    *,
+    rows: int,
+    checks: int,
+    label: str = "data",
+    details: dict[str, Any] | None = None,
+    duration: float = 0.0,
+) -> GateResult:
+    """A data gate from failure records (column, expectation, message, optional sample).
+
+    The message lists each failed column with its expectations and up to three sample values,
+    so a reader sees *which* values broke a rule, not only that one did.
+    """
     by_column: dict[str, list[str]] = {}
     for f in failures:
-        by_column.setdefault(f["column"] or "<table>", []).append(f["expectation"])
+        by_column.setdefault(f["column"] or "<table>", []).append(f["expectation"] + _sample_text(f))
     passed = not failures
     message = (
-        f"{contract.name}: all {n_checks} checks passed on {len(df)} rows"
+        f"{label}: all {checks} checks passed on {rows} rows"
         if passed
-        else f"{contract.name}: {len(failures)} of {n_checks} checks failed: "
+        else f"{label}: {len(failures)} of {checks} checks failed: "
         + "; ".join(f"{col}: {', '.join(exps)}" for col, exps in by_column.items())
     )
     return GateResult(
@@ -171,16 +208,23 @@ def validate(df: pd.DataFrame, contract: DataContract | dict[str, Any], *, name:
         value=float(len(failures)),
         threshold=0.0,
         details={
-            "contract": contract.name,
-            "rows": len(df),
-            "checks": n_checks,
+            **(details or {}),
+            "rows": rows,
+            "checks": checks,
             "failures": failures,
-            "failed_by_column": by_column,
-            "skipped_columns": [c.name for c in contract.columns if c.name not in checkable],
+            "failed_by_column": {
+                col: [f["expectation"] for f in failures if (f["column"] or "<table>") == col]
+                for col in by_column
+            },
         },
-        duration=time.perf_counter() - start,
+        duration=duration,
         message=message,
     )
+
+
+def _sample_text(failure: dict[str, Any]) -> str:
+    sample = failure.get("sample") or []
+    return f" (e.g. {', '.join(repr(v) for v in sample[:3])})" if sample else ""
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -196,6 +240,7 @@ def _schema_failures(df: pd.DataFrame, contract: DataContract) -> tuple[list[dic
             continue
         observed = str(df[c.name].dtype)
         if c.dtype is not None and not dtype_matches(df[c.name].dtype, c.dtype):
+            sample, rows = offending_values(df[c.name], c.dtype)
             failures.append(
                 _schema(
                     "dtype",
@@ -203,6 +248,8 @@ def _schema_failures(df: pd.DataFrame, contract: DataContract) -> tuple[list[dic
                     f"column {c.name!r} has dtype {observed}, expected {c.dtype}",
                     expected=c.dtype,
                     observed=observed,
+                    sample=sample,
+                    sample_rows=rows,
                 )
             )
             continue
@@ -236,6 +283,114 @@ def dtype_matches(dtype: Any, expected: str) -> bool:
             return t.is_datetime64_any_dtype(dtype)
         case _:
             return str(dtype) == str(pd.api.types.pandas_dtype(expected))
+
+
+# --- type drift ---------------------------------------------------------------------------
+
+# A text column whose values are at least this numeric is a numeric column with stray strings.
+MOSTLY_NUMERIC = 0.9
+
+
+def kind_of(dtype: Any) -> str:
+    """The broad kind of a pandas dtype: ``numeric``, ``bool``, ``datetime`` or ``string``."""
+    t = pd.api.types
+    if t.is_bool_dtype(dtype):
+        return "bool"
+    if t.is_numeric_dtype(dtype):
+        return "numeric"
+    if t.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def offending_values(col: pd.Series, expected: str) -> tuple[list[Any], list[Any]]:
+    """Up to ``SAMPLE_SIZE`` distinct values of ``col`` that do not fit ``expected``, and their rows.
+
+    ``expected`` is a kind (``int``, ``number``, ``string``…) or a pandas dtype name. For a
+    numeric expectation on text, only the values that do not parse as numbers are offending.
+    """
+    present = col.dropna()
+    want = expected if expected in (*KINDS, "numeric") else kind_of(pd.api.types.pandas_dtype(expected))
+    observed = kind_of(col.dtype)
+    if want in ("int", "float", "number", "numeric") and observed == "string":
+        bad = present[pd.to_numeric(present.astype(str), errors="coerce").isna()]
+    elif want == "int" and observed == "numeric":
+        bad = present[present.astype(float) % 1 != 0]
+    else:
+        bad = present
+    bad = bad.drop_duplicates().head(SAMPLE_SIZE)
+    return [_plain(v) for v in bad.tolist()], [_plain(i) for i in bad.index.tolist()]
+
+
+def type_drift(df: pd.DataFrame, reference: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Columns whose kind differs from the training reference (column → dtype name).
+
+    A numeric column arriving as text (one stray ``'22.5%'`` is enough) or the reverse is one
+    failure record with a sample of the offending values. Columns absent from ``df`` are
+    left to the presence checks.
+    """
+    failures: list[dict[str, Any]] = []
+    for column, ref_dtype in reference.items():
+        if column not in df.columns:
+            continue
+        try:
+            expected = kind_of(pd.api.types.pandas_dtype(ref_dtype))
+        except TypeError:
+            expected = "string"
+        observed = kind_of(df[column].dtype)
+        if observed == expected:
+            continue
+        sample, rows = offending_values(df[column], expected)
+        failures.append(
+            _schema(
+                "type_drift",
+                column,
+                f"column {column!r} arrived as {observed} ({df[column].dtype}), trained as {expected} "
+                f"({ref_dtype})",
+                expected=ref_dtype,
+                observed=str(df[column].dtype),
+                sample=sample,
+                sample_rows=rows,
+            )
+        )
+    return failures
+
+
+def stray_strings(df: pd.DataFrame, skip: Iterable[str] = (), mostly: float = MOSTLY_NUMERIC) -> list[dict]:
+    """Text columns whose values are mostly numbers: a numeric column spoiled by a few strings.
+
+    Without this, one ``'n/a'``-like value turns a numeric column into a one-hot categorical
+    and the model trains on it silently. Columns in ``skip`` (declared as text) are left alone.
+    """
+    failures: list[dict[str, Any]] = []
+    for column in df.columns:
+        col = df[column]
+        if column in skip or kind_of(col.dtype) != "string":
+            continue
+        present = col.dropna()
+        if present.empty:
+            continue
+        numeric = pd.to_numeric(present.astype(str), errors="coerce").notna()
+        share = float(numeric.mean())
+        if mostly <= share < 1:
+            sample, rows = offending_values(col, "number")
+            failures.append(
+                _schema(
+                    "numeric_with_strays",
+                    str(column),
+                    f"column {column!r} is {share:.1%} numbers but {int((~numeric).sum())} values are "
+                    "not: it would be trained as a category",
+                    observed=str(col.dtype),
+                    unexpected_count=int((~numeric).sum()),
+                    sample=sample,
+                    sample_rows=rows,
+                )
+            )
+    return failures
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _check_count(contract: DataContract) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +61,7 @@ def drift_gate(
     nan_act: float = 0.10,
     ks_alpha: float | None = None,
     ks_max_n: int = 1000,
+    required: Iterable[str] = (),
     name: str = "drift",
 ) -> GateResult:
     """Score each reference feature on ``current_df`` and give the dataset verdict.
@@ -70,7 +72,9 @@ def drift_gate(
     and, when ``ks_alpha`` is set and at most ``ks_max_n`` values are present, KS p < alpha
     (warn only). The verdict is ``act`` when the share of ``act`` features reaches
     ``drift_share``, ``warn`` when any feature is warn or act, else ``ok``. The gate passes
-    unless the verdict is ``act``. A score within ``TOLERANCE`` (1e-9) below a threshold reaches
+    unless the verdict is ``act``. A column of ``required`` (the model's inputs) missing from
+    ``current_df`` makes the verdict ``act`` whatever the share: the model cannot score that
+    data. A score within ``TOLERANCE`` (1e-9) below a threshold reaches
     it, so float error in a rate never turns an exact 0.10 change into 0.0999….
 
     Refuses with ``InvalidInput``: a reference that does not validate; a non-DataFrame
@@ -103,7 +107,10 @@ def drift_gate(
     act_feats = [f for f, d in per_feature.items() if d["status"] == "act"]
     warn_feats = [f for f, d in per_feature.items() if d["status"] == "warn"]
     share = len(act_feats) / len(per_feature)
-    verdict: Status = "act" if share >= drift_share else "warn" if act_feats or warn_feats else "ok"
+    missing_inputs = [str(c) for c in required if c not in current_df.columns]
+    verdict: Status = (
+        "act" if share >= drift_share or missing_inputs else "warn" if act_feats or warn_feats else "ok"
+    )
     scored = {f: d for f, d in per_feature.items() if d["value"] is not None}
     psis = {f: d["value"] for f, d in scored.items() if d["method"] == "psi"}
     jss = {f: d["value"] for f, d in scored.items() if d["method"] == "jensenshannon"}
@@ -113,6 +120,7 @@ def drift_gate(
         f"verdict {verdict}: {len(act_feats)}/{len(per_feature)} features drifted "
         f"(share {share:.2f}, act at {drift_share:g}), {len(warn_feats)} warn"
         + (f"; max PSI {psis[max_psi_feat]:.3g} on {max_psi_feat}" if max_psi_feat else "")
+        + (f"; model inputs missing: {', '.join(missing_inputs)}" if missing_inputs else "")
     )
     return GateResult(
         name=name,
@@ -123,6 +131,7 @@ def drift_gate(
         details={
             "verdict": verdict,
             "drifted": act_feats,
+            "missing_inputs": missing_inputs,
             "warned": warn_feats,
             "max_psi": psis[max_psi_feat] if max_psi_feat else None,
             "max_psi_feature": max_psi_feat,

@@ -122,10 +122,22 @@ def _f1(y: np.ndarray, pred: np.ndarray, pos_label: Any) -> float:
     return skm.f1_score(y, pred, average="macro")
 
 
+def _positive_present(metric: str, y: np.ndarray, pos_label: Any) -> None:
+    # Otherwise y == pos_label is all False and the metric is NaN ("undefined"), naming nothing.
+    if not (y == pos_label).any():
+        values = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in np.unique(y)[:5])
+        raise InvalidInput(
+            f"{metric}: the positive label {pos_label!r} is not among the labels ({values}); "
+            "set positive_label to the value that counts as positive",
+            field="positive_label",
+        )
+
+
 def _roc_auc(y: np.ndarray, score: np.ndarray, pos_label: Any) -> float:
     _two_classes("roc_auc", y)
     if score.ndim == 2:
         return skm.roc_auc_score(y, score, multi_class="ovr")
+    _positive_present("roc_auc", y, pos_label)
     # roc_auc_score ranks on the larger label; map so that pos_label is the positive class.
     return skm.roc_auc_score(y == pos_label, score)
 
@@ -133,6 +145,7 @@ def _roc_auc(y: np.ndarray, score: np.ndarray, pos_label: Any) -> float:
 def _log_loss(y: np.ndarray, proba: np.ndarray, pos_label: Any) -> float:
     _two_classes("log_loss", y)
     if proba.ndim == 1:
+        _positive_present("log_loss", y, pos_label)
         return skm.log_loss(y == pos_label, proba, labels=[False, True])
     return skm.log_loss(y, proba)
 

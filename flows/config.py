@@ -24,6 +24,12 @@ from registry.errors import InvalidInput, first_invalid
 from registry.policy import _DURATION, _UNITS  # the policy's duration grammar (7d, 12h, 30m, seconds)
 
 GLOB_CHARS = frozenset("*?[")
+BOOL_HINT = "an unquoted Yes/No/on/off/true/false in YAML is a boolean; quote it ('No')"
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    # A custom error keeps the message as written (no "Value error, " prefix) under the field's name.
+    return PydanticCustomError("invalid", message)
 
 
 class _Strict(BaseModel):
@@ -80,11 +86,22 @@ class MetricThreshold(_Strict):
 
 
 class FairnessSpec(_Strict):
-    """Fairness gate thresholds (fairlearn definitions)."""
+    """Fairness gate thresholds (fairlearn definitions); an omitted or null limit is not checked."""
 
-    max_dp_diff: float = Field(default=0.1, ge=0, description="Max demographic parity difference.")
-    max_eo_diff: float = Field(default=0.1, ge=0, description="Max equalized odds difference.")
+    max_dp_diff: float | None = Field(
+        default=None, ge=0, description="Max demographic parity difference; omit or null to not check it."
+    )
+    max_eo_diff: float | None = Field(
+        default=None, ge=0, description="Max equalized odds difference; omit or null to not check it."
+    )
     min_group_size: int = Field(default=30, ge=1, description="Smaller groups are reported and excluded.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> FairnessSpec:
+        # No silent default limit: a fairness section that checks nothing is a mistake.
+        if self.max_dp_diff is None and self.max_eo_diff is None:
+            raise _invalid("a fairness gate needs max_dp_diff, max_eo_diff or both")
+        return self
 
 
 class ChampionSpec(_Strict):
@@ -101,16 +118,11 @@ class GatesSpec(_Strict):
         default_factory=lambda: {"roc_auc": MetricThreshold(min=0.7)}, description="Metric gates."
     )
     fairness: FairnessSpec | None = Field(
-        default_factory=FairnessSpec, description="Fairness gate; null disables it."
+        default=None, description="Fairness gate; needs `sensitive_features` (and they need it)."
     )
     champion: ChampionSpec | None = Field(
         default_factory=ChampionSpec, description="Champion gate; null disables it."
     )
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    # A custom error keeps the message as written (no "Value error, " prefix) under the field's name.
-    return PydanticCustomError("invalid", message)
 
 
 def parse_duration(value: Any) -> Any:
@@ -206,13 +218,18 @@ class PipelineConfig(_Strict):
     task: Literal["classification", "regression"] = Field(
         default="classification", description="What the target is."
     )
+    positive_label: str | int | None = Field(
+        default=None,
+        description="The target value that counts as positive (quote Yes/No in YAML); needed when a "
+        "classification target is not 0/1 or boolean.",
+    )
     features: list[str] | None = Field(default=None, description="Feature columns; default all others.")
     sensitive_features: list[str] = Field(
         default_factory=list, description="Columns for the fairness gate (not used as features)."
     )
     contract: DataContract | None = Field(default=None, description="Data contract for the data gate.")
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec, description="What to train.")
-    gates: GatesSpec = Field(default_factory=GatesSpec, description="Gate thresholds.")
+    gates: GatesSpec = Field(default_factory=GatesSpec, validate_default=True, description="Gate thresholds.")
     monitor: MonitorSpec = Field(default_factory=MonitorSpec, description="The monitor flow's data source.")
     policy: str | None = Field(default=None, description="Policy file; default GOVFLOW_POLICY.")
     approval_timeout: int | None = Field(
@@ -227,11 +244,34 @@ class PipelineConfig(_Strict):
     artifact_root: str | None = Field(default=None, description="Artifact root; default from env.")
     base_dir: str = Field(default=".", description="Relative paths resolve against this folder.")
 
+    @field_validator("gates")
+    @classmethod
+    def _fairness_pairs(cls, gates: GatesSpec, info: ValidationInfo) -> GatesSpec:
+        # Either half alone is a silent no-op: sensitive columns nobody checks, or a gate on nothing.
+        sensitive = info.data.get("sensitive_features")
+        if sensitive and gates.fairness is None:
+            raise _invalid(
+                "sensitive_features are set but gates.fairness is not: add gates.fairness with "
+                "max_dp_diff and/or max_eo_diff, or drop sensitive_features"
+            )
+        if gates.fairness is not None and not sensitive:
+            raise _invalid("gates.fairness needs sensitive_features: name the columns it compares groups on")
+        return gates
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise _invalid(f"got the boolean {value}: {BOOL_HINT}")
+        return value
+
     @model_validator(mode="after")
     def _names(self) -> PipelineConfig:
         check_name(self.model_name, "model_name")
         if self.target in self.sensitive_features:
             raise ValueError("the target cannot be a sensitive feature")
+        if self.positive_label is not None and self.task != "classification":
+            raise _invalid("positive_label is for classification; this task is regression")
         if isinstance(self.deploy, ManifestTargetSpec) and "://" not in self.deploy.path:
             resolved = self.resolve(self.deploy.path)
             self.deploy = self.deploy.model_copy(update={"path": str(resolved)})
@@ -281,4 +321,11 @@ class PipelineConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            err = exc.errors()[0]
+            if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+                # PyYAML turns unquoted Yes/No/on/off into booleans where text was meant.
+                field = ".".join(str(x) for x in err["loc"])
+                raise InvalidInput(
+                    f"{source}: {field}: got the boolean {err['input']}: {BOOL_HINT}", field=field
+                ) from None
             raise first_invalid(exc, source, "config") from None

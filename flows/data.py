@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from pyarrow import ArrowException
 
-from flows.config import PipelineConfig
+from flows.config import PipelineConfig, SplitRule
 from flows.demo_data import write_example
 from registry.datasets import hash_file, schema_fingerprint
 from registry.entities import DatasetRef, DatasetRole
@@ -62,6 +64,36 @@ def describe(role: str, path: Path, df: pd.DataFrame) -> DatasetRef:
     )
 
 
+def describe_split(role: str, path: Path, df: pd.DataFrame, rule: SplitRule) -> DatasetRef:
+    """Lineage record of one side of a split file: its own rows' digest and count, the rule in the URI.
+
+    The URI is the file's, with a fragment naming the side and the rule
+    (``#split=train&seed=0&eval_fraction=0.25``), so train and eval are distinct records and
+    the split can be redone from lineage alone.
+    """
+    schema = {str(c): str(t) for c, t in df.dtypes.items()}
+    fragment = f"split={role}&seed={rule.seed}&eval_fraction={rule.eval_fraction:g}"
+    return DatasetRef(
+        role=DatasetRole(role),
+        uri=f"{path.resolve().as_uri()}#{fragment}",
+        sha256=rows_digest(df),
+        rows=len(df),
+        schema_fingerprint=schema_fingerprint(schema),
+    )
+
+
+def rows_digest(df: pd.DataFrame) -> str:
+    """sha256 of the rows written as CSV without the index: same rows, same digest."""
+    return hashlib.sha256(df.to_csv(index=False).encode("utf-8")).hexdigest()
+
+
+def split(full: pd.DataFrame, rule: SplitRule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and eval rows of one frame: a seeded draw holds out ``eval_fraction`` of the rows."""
+    rng = np.random.default_rng(rule.seed)
+    mask = rng.random(len(full)) < rule.eval_fraction
+    return full[~mask].reset_index(drop=True), full[mask].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class PipelineData:
     """Train, eval and reference frames with their lineage records."""
@@ -70,6 +102,8 @@ class PipelineData:
     eval: pd.DataFrame
     reference: pd.DataFrame
     datasets: list[DatasetRef]
+    positive_label: Any = None  # the target value scored as positive (classification), set by preflight
+    source_sha256: str | None = None  # the digest of the one file that was split, if any
 
 
 def load(config: PipelineConfig) -> PipelineData:
@@ -83,26 +117,28 @@ def load(config: PipelineConfig) -> PipelineData:
         path = config.resolve(spec.path)
         assert path is not None
         full = read_table(path)
-        rng = np.random.default_rng(spec.split.seed)
-        mask = rng.random(len(full)) < spec.split.eval_fraction
-        train, evaluation = full[~mask].reset_index(drop=True), full[mask].reset_index(drop=True)
-        ref = describe("train", path, full)
-        datasets = [ref, ref.model_copy(update={"role": DatasetRole.EVAL})]
+        train, evaluation = split(full, spec.split)
+        datasets = [
+            describe_split("train", path, train, spec.split),
+            describe_split("eval", path, evaluation, spec.split),
+        ]
+        source_sha256, _ = hash_file(path)
     else:
         train_path, eval_path = config.resolve(spec.train), config.resolve(spec.eval)
         assert train_path is not None and eval_path is not None
         train, evaluation = read_table(train_path), read_table(eval_path)
         datasets = [describe("train", train_path, train), describe("eval", eval_path, evaluation)]
+        source_sha256 = None
     reference = train
     if spec.reference is not None:
         ref_path = config.resolve(spec.reference)
         assert ref_path is not None
         reference = read_table(ref_path)
         datasets.append(describe("reference", ref_path, reference))
-    for name, frame in (("train", train), ("eval", evaluation)):
-        if config.target not in frame.columns:
-            raise InvalidInput(f"data {name}: target column {config.target!r} is missing", field="target")
-    return PipelineData(train=train, eval=evaluation, reference=reference, datasets=datasets)
+    # Missing columns, empty files and odd targets are the preflight's to report (flows.preflight).
+    return PipelineData(
+        train=train, eval=evaluation, reference=reference, datasets=datasets, source_sha256=source_sha256
+    )
 
 
 def feature_columns(config: PipelineConfig, df: pd.DataFrame) -> list[str]:

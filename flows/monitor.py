@@ -14,6 +14,7 @@ from flows.artifacts import publish_drift
 from flows.config import PipelineConfig
 from flows.data import ensure_example
 from flows.outcomes import finish, refused
+from flows.preflight import positive_label
 from flows.sources import read_slice
 from flows.steps import open_registry, production_version
 from registry import Registry
@@ -77,13 +78,25 @@ def _run(
     frame = data.frame
     reference = DriftReference.model_validate(live.drift_reference)
     policy = reg.policy.drift
-    drift = drift_gate(reference, frame, warn=policy.warn, act=policy.act, drift_share=policy.drift_share)
+    features = [c.name for c in live.input_schema]
+    # A model input missing from the new data is drift to act on, never a KeyError mid-run.
+    drift = drift_gate(
+        reference,
+        frame,
+        warn=policy.warn,
+        act=policy.act,
+        drift_share=policy.drift_share,
+        required=features,
+    )
     verdict = drift.details.get("verdict", "act" if not drift.passed else "ok")
+    missing_inputs = drift.details.get("missing_inputs", [])
     results = [drift]
-    if config.target in frame.columns:
+    if config.target in frame.columns and missing_inputs:
+        log.warning("labelled data lacks model inputs %s; performance not scored", missing_inputs)
+    elif config.target in frame.columns:
         model = reg.load_model(live.ref)
-        features = [c.name for c in live.input_schema]
-        preds = training.predictions(model, frame[features], config.task)
+        positive = positive_label(config, frame[config.target])
+        preds = training.predictions(model, frame[features], config.task, positive=positive)
         for name, bound in config.gates.metrics.items():
             results.append(
                 metric_gate(
@@ -93,6 +106,7 @@ def _run(
                     min=bound.min,
                     max=bound.max,
                     name=f"monitor.{name}",
+                    pos_label=1 if positive is None else positive,
                 )
             )
     # Where the rows came from: the URI, every file read, the window and the row count.
@@ -118,6 +132,7 @@ def _run(
         "reason": drift.message,
         "data": data.uri,
         "drifted_features": drift.details.get("drifted", []),
+        "missing_inputs": missing_inputs,
         "psi": drift.details.get("max_psi"),
         "performance": {r.name: r.value for r in results[1:]},
     }
@@ -129,6 +144,7 @@ def _run(
             actor,
             psi=out["psi"],
             drifted_features=out["drifted_features"],
+            missing_inputs=missing_inputs,
             verdict=verdict,
             data=data.uri,
             config_path=config_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -13,7 +14,7 @@ from flows import card, events
 from flows.approval import deployed, names_actor
 from flows.artifacts import publish_card, publish_gates, publish_outcome
 from flows.config import PipelineConfig
-from flows.data import load
+from flows.data import PipelineData, load
 from flows.decide import approval_step
 from flows.outcomes import finish, refused
 from flows.steps import (
@@ -27,7 +28,7 @@ from flows.steps import (
     write_card,
 )
 from registry.entities import ModelVersion
-from registry.errors import GovflowError, NotFound
+from registry.errors import GovflowError, ModelNotFound, NotFound
 from registry.registry import Registry
 from registry.stages import Stage
 
@@ -56,7 +57,10 @@ def _retrain(config_path: str) -> dict[str, Any]:
         # A suspended run starts again from the top when resumed: find what it already did.
         v = own_version(reg, config.model_name) if deployed() else None
         if v is None:
-            v, report, champion = _build(reg, config, actor)
+            built, report, champion = _build(reg, config, actor)
+            if built is None:
+                return _data_gate_failed(config, report)
+            v = built
         else:
             log.info("resumed: %s was registered by this run; continuing with its approval", v.ref)
             report, champion = gate_report(v), production_version(reg, v.model)
@@ -91,20 +95,57 @@ def _retrain(config_path: str) -> dict[str, Any]:
 
 def _build(
     reg: Registry, config: PipelineConfig, actor: str
-) -> tuple[ModelVersion, GateReport, ModelVersion | None]:
-    """Validate, train, evaluate, register and gate a new version."""
+) -> tuple[ModelVersion | None, GateReport, ModelVersion | None]:
+    """Validate, train, evaluate, register and gate a new version.
+
+    A failed data gate stops here, before training: no version (None) and a report holding
+    only the data gate, so bad data never leaves an orphan version behind.
+    """
     log = get_run_logger()
     data = load(config)
-    data_gate = validate_data(config, data)
+    try:
+        champion = production_version(reg, config.model_name)
+    except ModelNotFound:
+        champion = None  # the first retrain of this model
+    data_gate, positive = validate_data(config, data, _reference_schema(champion, data, config))
+    if not data_gate.passed:
+        log.warning("data gate failed; nothing trained or registered: %s", data_gate.message)
+        return None, GateReport(results=[data_gate]), champion
+    data = replace(data, positive_label=positive)
     model = train_model(config, data)
     metrics, preds = evaluate(config, model, data)
     v = register_version(reg, config, model, data, metrics, actor)
     events.emit("registered", v.model, v.version, actor, sha256=v.artifact.sha256, metrics=metrics)
     log.info("registered %s/%s %s", v.model, v.version, metrics)
-    champion = production_version(reg, v.model)
     report = run_gates(reg, config, v, data, preds, data_gate, champion, actor)
     publish_gates(v.model, v.version, report)
     return v, report, champion
+
+
+def _reference_schema(
+    champion: ModelVersion | None, data: PipelineData, config: PipelineConfig
+) -> dict[str, str] | None:
+    """Column types the training data is held to: the production model's inputs, else the reference file's."""
+    if champion is not None and champion.input_schema:
+        return {c.name: c.dtype for c in champion.input_schema}
+    if config.data.reference is not None:
+        return {str(c): str(t) for c, t in data.reference.dtypes.items()}
+    return None
+
+
+def _data_gate_failed(config: PipelineConfig, report: GateReport) -> dict[str, Any]:
+    """The result of a run stopped by its data gate: nothing registered, the gate's evidence kept."""
+    gate = report.results[0]
+    get_run_logger().info("retrain %s: gates-failed before training (data)", config.model_name)
+    return {
+        "model": config.model_name,
+        "version": None,
+        "metrics": {},
+        "gates_passed": False,
+        "outcome": "gates-failed",
+        "reason": f"data gate failed: {gate.message}",
+        "data_gate": gate.model_dump(mode="json"),
+    }
 
 
 def _promote(

@@ -13,12 +13,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from checks.champion import champion_gate
-from checks.data import validate
 from checks.drift import DriftReference
 from checks.fairness import fairness_gate
 from checks.performance import metric_gate, score
 from checks.result import GateReport, GateResult
-from flows import training
+from flows import preflight, training
 from flows.config import PipelineConfig
 from flows.data import PipelineData, feature_columns
 from flows.lineage import code_ref
@@ -34,11 +33,11 @@ def open_registry(config: PipelineConfig) -> Registry:
 
 
 @task(name="validate-data", cache_policy=NO_CACHE)
-def validate_data(config: PipelineConfig, data: PipelineData) -> GateResult:
-    """The data gate: the training data against the config's contract."""
-    if config.contract is None:
-        return GateResult(name="data", passed=True, metric="contract", message="no data contract configured")
-    return validate(data.train, config.contract)
+def validate_data(
+    config: PipelineConfig, data: PipelineData, reference_schema: dict[str, str] | None = None
+) -> tuple[GateResult, Any]:
+    """The data gate (preflight checks and the contract) and the target's positive label."""
+    return preflight.data_gate(config, data, reference_schema)
 
 
 @task(name="train", cache_policy=NO_CACHE)
@@ -54,11 +53,18 @@ def evaluate(
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics on the eval rows for every metric the gates name, and the raw predictions."""
     features = feature_columns(config, data.eval)
-    preds = training.predictions(model, data.eval[features], config.task)
+    preds = training.predictions(model, data.eval[features], config.task, positive=data.positive_label)
     metrics: dict[str, float] = {}
     for name in config.gates.metrics:
-        metrics[name] = score(data.eval[config.target], training.metric_input(preds, name), name)
+        metrics[name] = score(
+            data.eval[config.target], training.metric_input(preds, name), name, pos_label=_pos(data)
+        )
     return metrics, preds
+
+
+def _pos(data: PipelineData) -> Any:
+    # Regression has no positive label; the metric functions' default then applies.
+    return 1 if data.positive_label is None else data.positive_label
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -86,19 +92,35 @@ def register_version(
         actor=actor,
         metrics=metrics,
         params={k: v for k, v in params.items() if isinstance(v, str | int | float | bool) or v is None},
-        tags={"task": config.task, "estimator": config.estimator.import_path, **split_tags(config)},
+        tags={
+            "task": config.task,
+            "estimator": config.estimator.import_path,
+            **split_tags(config, data),
+            **({"positive_label": str(data.positive_label)} if data.positive_label is not None else {}),
+        },
         lineage=lineage,
         input_schema=training.input_schema(data.train[features]),
         drift_reference=reference.model_dump(mode="json"),
     )
 
 
-def split_tags(config: PipelineConfig) -> dict[str, str]:
-    """The split rule as tags, so evidence packs can show how eval rows were held out."""
+def split_tags(config: PipelineConfig, data: PipelineData | None = None) -> dict[str, str]:
+    """The split rule as tags, so evidence packs can show how eval rows were held out.
+
+    Each side's rows also have their own lineage record (``flows.data.describe_split``); the
+    tags add the rule's settings and the digest of the whole file that was split.
+    """
     if config.data.path is None:
         return {"split": "separate train and eval files"}
     rule = config.data.split
-    return {"split": f"shuffle with seed {rule.seed}, hold out {rule.eval_fraction:g} for eval"}
+    tags = {
+        "split": f"shuffle with seed {rule.seed}, hold out {rule.eval_fraction:g} for eval",
+        "split_seed": str(rule.seed),
+        "split_eval_fraction": f"{rule.eval_fraction:g}",
+    }
+    if data is not None and data.source_sha256:
+        tags["split_source_sha256"] = data.source_sha256
+    return tags
 
 
 def production_version(reg: Registry, name: str) -> ModelVersion | None:
@@ -122,10 +144,15 @@ def run_gates(
 ) -> GateReport:
     """Run metric, fairness and champion gates and attach every result as evidence."""
     y = data.eval[config.target]
+    pos = _pos(data)
     results = [data_gate]
     for name, bound in config.gates.metrics.items():
-        results.append(metric_gate(y, training.metric_input(preds, name), name, min=bound.min, max=bound.max))
-    if config.gates.fairness is not None and config.sensitive_features:
+        results.append(
+            metric_gate(
+                y, training.metric_input(preds, name), name, min=bound.min, max=bound.max, pos_label=pos
+            )
+        )
+    if config.gates.fairness is not None:  # config load guarantees sensitive_features with it
         spec = config.gates.fairness
         results.append(
             fairness_gate(
@@ -135,17 +162,22 @@ def run_gates(
                 max_dp_diff=spec.max_dp_diff,
                 max_eo_diff=spec.max_eo_diff,
                 min_group_size=spec.min_group_size,
+                pos_label=pos,
             )
         )
     if config.gates.champion is not None:
         spec = config.gates.champion
-        challenger_score = score(y, training.metric_input(preds, spec.metric), spec.metric)
+        challenger_score = score(y, training.metric_input(preds, spec.metric), spec.metric, pos_label=pos)
         champion_score = None
         if champion is not None:
             old = reg.load_model(f"{champion.model}/{champion.version}")
             features = [c.name for c in champion.input_schema] or feature_columns(config, data.eval)
-            old_preds = training.predictions(old, data.eval[features], config.task)
-            champion_score = score(y, training.metric_input(old_preds, spec.metric), spec.metric)
+            old_preds = training.predictions(
+                old, data.eval[features], config.task, positive=data.positive_label
+            )
+            champion_score = score(
+                y, training.metric_input(old_preds, spec.metric), spec.metric, pos_label=pos
+            )
         results.append(champion_gate(challenger_score, champion_score, spec.margin, metric=spec.metric))
     for r in results:
         details = {**r.details, "message": r.message, "duration": r.duration}

@@ -68,11 +68,17 @@ def train(spec: EstimatorSpec, x: pd.DataFrame, y: pd.Series) -> BaseEstimator:
     return model
 
 
-def predictions(model: Any, x: pd.DataFrame, task: str) -> dict[str, np.ndarray]:
-    """Labels (``pred``) and, for classifiers with probabilities, positive-class scores (``score``)."""
+def predictions(model: Any, x: pd.DataFrame, task: str, positive: Any = None) -> dict[str, np.ndarray]:
+    """Labels (``pred``) and, for classifiers with probabilities, positive-class scores (``score``).
+
+    The score is the probability of ``positive`` (the config's positive label) when the model
+    knows that class; otherwise of the second class, which is 1 for 0/1 and True for booleans.
+    """
     out = {"pred": np.asarray(model.predict(x))}
     if task == "classification" and hasattr(model, "predict_proba"):
-        out["score"] = np.asarray(model.predict_proba(x))[:, 1]
+        classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
+        column = classes.index(positive) if positive is not None and positive in classes else 1
+        out["score"] = np.asarray(model.predict_proba(x))[:, column]
     return out
 
 
