@@ -11,6 +11,7 @@ verification.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,11 @@ def main() -> int:
     ):
         status = _story(paths)
     console.print(f"demo finished in {time.perf_counter() - start:.1f} s")
+    # The line to paste so that govflow commands in this shell read the demo's registry.
+    env_line = " ".join(
+        f"{var}={shlex.quote(os.environ[var])}" for var in ("GOVFLOW_REGISTRY_URL", "GOVFLOW_ARTIFACT_ROOT")
+    )
+    print(f"explore it with the CLI (e.g. govflow audit log) after:\n  export {env_line}")
     return status
 
 

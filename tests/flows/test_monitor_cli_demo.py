@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +88,17 @@ def test_make_demo_tells_the_story(tmp_path: Path) -> None:
         and 'id="decisions"' in Path(pack.group(1)).read_text()
         and "risk-officer" in Path(pack.group(1)).read_text()
     )
+    # The printed export line points the CLI at the demo's registry: pasted, it shows v1 live.
+    exported = re.search(r"^  export (GOVFLOW_REGISTRY_URL=.*)$", out, re.MULTILINE)
+    assert exported, out[-2000:]
+    pairs = dict(item.split("=", 1) for item in shlex.split(exported.group(1)))
+    assert set(pairs) == {"GOVFLOW_REGISTRY_URL", "GOVFLOW_ARTIFACT_ROOT"}
+    assert pairs["GOVFLOW_REGISTRY_URL"] == f"sqlite:///{tmp_path / 'demo' / 'registry.db'}"
+    show = subprocess.run(
+        [sys.executable, "-m", "govflow", "show", "credit-risk@production", "--json"],
+        env={**env, **pairs},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert show.returncode == 0 and json.loads(show.stdout)["version"] == 1, show.stderr
