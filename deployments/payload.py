@@ -1,10 +1,13 @@
 """Prediction payloads: JSON records checked against a version's stored input schema.
 
+Every request shape (``deployments.shapes``) becomes records and meets these same checks.
 A payload is refused as a whole, before the model sees it, when it is not UTF-8 JSON, when a
 record has an unknown or a missing column, a value of the wrong JSON type (NaN and Infinity are
 not JSON), or a number the column's dtype cannot hold; the refusal names every offending column.
 The accepted records become a DataFrame with exactly the schema's columns, order and dtypes, so
-the model sees what it was trained on.
+the model sees what it was trained on. A version without a schema is served only when the
+server was started with ``--no-schema``: rows must then share one set of keys and hold JSON
+scalars, and become a DataFrame of those keys.
 """
 
 from __future__ import annotations
@@ -92,31 +95,6 @@ class _Literal:
 _DECODER = json.JSONDecoder(parse_constant=_Literal)
 
 
-def parse_body(body: bytes) -> Any:
-    """The records of a ``/predict`` body: ``{"records": [...]}`` or a bare JSON array.
-
-    Refuses (``InvalidInput``, field ``body``): bytes that are not UTF-8, text that is not JSON,
-    nesting deeper than the parser's recursion limit, and an object with keys besides records.
-    The records themselves are checked by ``InputValidator.to_frame``.
-    """
-    try:
-        payload = _DECODER.decode(body.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"body: not UTF-8 ({exc.reason} at byte {exc.start})", field="body") from None
-    except ValueError as exc:
-        raise InvalidInput(f"body: not valid JSON ({exc})", field="body") from None
-    except RecursionError:
-        # Records are three levels deep; anything this deep is not a payload.
-        raise InvalidInput("body: JSON nested too deeply", field="body") from None
-    if isinstance(payload, dict):
-        if set(payload) != {"records"}:
-            extra = ", ".join(sorted(str(k) for k in payload if k != "records"))
-            hint = f"; unexpected keys {extra}" if extra else ""
-            raise InvalidInput(f'body: give {{"records": [...]}}{hint}', field="body")
-        return payload["records"]
-    return payload
-
-
 def _bounds(kind: Kind, dtype: str) -> tuple[float | int | None, float | int | None]:
     """The smallest and largest value a numeric dtype holds; (None, None) when numpy does not know it."""
     try:
@@ -159,11 +137,16 @@ class InputValidator:
     def __init__(self, schema: Sequence[ColumnSpec], *, order: Sequence[str] | None = None) -> None:
         """``order`` is the model's own feature order (``feature_names_in_``) when it differs.
 
-        Refuses an empty schema, duplicate columns, an unknown dtype, and an ``order`` that is
-        not the same set of columns as the schema.
+        An empty schema builds an open validator (``open`` is true) that only passes rows
+        through; a server uses it only when started with ``--no-schema``. Refuses duplicate
+        columns, an unknown dtype, and an ``order`` that is not the same set as the schema.
         """
-        if not schema:
-            raise InvalidInput("input schema: the version records no input columns", field="input_schema")
+        self.open = not schema
+        self.order = None if order is None else tuple(order)
+        if self.open:
+            self.columns: tuple[_Column, ...] = ()
+            self.names: frozenset[str] = frozenset()
+            return
         by_name: dict[str, ColumnSpec] = {}
         for spec in schema:
             if spec.name in by_name:
@@ -179,49 +162,80 @@ class InputValidator:
         self.columns = tuple(_column(n, by_name[n].dtype) for n in names)
         self.names = frozenset(names)
 
-    def to_frame(self, records: Any, *, max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    def to_frame(self, records: Any, *, max_rows: int = MAX_ROWS, field: str = "records") -> pd.DataFrame:
         """Validate ``records`` (a non-empty JSON array of objects) and build the DataFrame.
 
         Refuses with ``InvalidInput`` (``fields["problems"]`` lists ``Problem``s): anything but a
         non-empty list of objects, more than ``max_rows`` records, unknown or missing columns,
         values whose JSON type the column's dtype does not accept, and numbers it cannot hold.
+        ``field`` is the request shape the records came in, named by every refusal.
         """
         if not isinstance(records, list) or not records:
-            raise InvalidInput("records: give a non-empty JSON array of objects", field="records")
+            raise InvalidInput(f"{field}: give a non-empty JSON array of objects", field=field)
         if len(records) > max_rows:
-            raise InvalidInput(
-                f"records: {len(records)} rows, at most {max_rows} per request", field="records"
-            )
+            raise InvalidInput(f"{field}: {len(records)} rows, at most {max_rows} per request", field=field)
         not_objects = [i for i, r in enumerate(records) if type(r) is not dict]
         if not_objects:
             raise InvalidInput(
-                f"records: items {not_objects[:_ROWS_SHOWN]} are not JSON objects", field="records"
+                f"{field}: items {not_objects[:_ROWS_SHOWN]} are not JSON objects", field=field
             )
+        if self.open:
+            return self._passthrough(records, field)
         problems = self._structure(records)
         columns: dict[str, Any] = {}
         for col in self.columns:
             values = [r.get(col.name, _MISSING) for r in records]
             bad = self._bad_types(col, values)
             if bad is None:
-                array, bad = _build(col, values)
+                array, bad = _build(col, values, field)
             if bad is not None:
                 problems.append(bad)
             elif not problems:
                 columns[col.name] = array
         if problems:
-            raise InvalidInput(_summary(problems), field="records", problems=problems)
+            raise InvalidInput(_summary(problems, field), field=field, problems=problems)
         return pd.DataFrame(columns, copy=False)
 
-    def _structure(self, records: list[dict[str, Any]]) -> list[Problem]:
+    def _passthrough(self, records: list[dict[str, Any]], field: str) -> pd.DataFrame:
+        """No schema: the rows' own keys (the same in every row), JSON scalars only."""
+        first = records[0].keys()
+        problems = self._structure(records, frozenset(first))  # rows after the first must match it
+        for name in first:
+            rows, seen = [], set()
+            for i, r in enumerate(records):
+                v = r.get(name)
+                if type(v) not in (str, int, float, bool) and v is not None:
+                    rows.append(i)
+                    seen.add(_json_name(v))
+            if rows:
+                problems.append(
+                    Problem(
+                        column=name,
+                        problem="type",
+                        expected="a JSON scalar",
+                        got=sorted(seen),
+                        rows=rows[:_ROWS_SHOWN],
+                        count=len(rows),
+                    )
+                )
+        if problems:
+            raise InvalidInput(_summary(problems, field), field=field, problems=problems)
+        frame = pd.DataFrame.from_records(records, columns=list(first))
+        if self.order is not None and set(self.order) == set(first):
+            frame = frame[list(self.order)]  # the model's own feature order
+        return frame
+
+    def _structure(self, records: list[dict[str, Any]], names: frozenset[str] | None = None) -> list[Problem]:
+        names = self.names if names is None else names
         unknown: dict[str, list[int]] = {}
         missing: dict[str, list[int]] = {}
         for i, rec in enumerate(records):
             keys = rec.keys()
-            if keys == self.names:  # the common case: one set comparison per record
+            if keys == names:  # the common case: one set comparison per record
                 continue
-            for c in keys - self.names:
+            for c in keys - names:
                 unknown.setdefault(c, []).append(i)
-            for c in self.names - keys:
+            for c in names - keys:
                 missing.setdefault(c, []).append(i)
         dtypes = {c.name: c.dtype for c in self.columns}
         out = [
@@ -229,7 +243,7 @@ class InputValidator:
             for c, r in unknown.items()
         ]
         out += [
-            Problem(column=c, problem="missing", expected=dtypes[c], rows=r[:_ROWS_SHOWN], count=len(r))
+            Problem(column=c, problem="missing", expected=dtypes.get(c), rows=r[:_ROWS_SHOWN], count=len(r))
             for c, r in missing.items()
         ]
         return sorted(out, key=lambda p: (p.problem, p.column))
@@ -260,7 +274,7 @@ def _problem(col: _Column, problem: Literal["type", "range"], rows: list[int], s
     )
 
 
-def _build(col: _Column, values: list[Any]) -> tuple[Any, Problem | None]:
+def _build(col: _Column, values: list[Any], field: str = "records") -> tuple[Any, Problem | None]:
     """The column's array, or the problem naming the rows whose numbers the dtype cannot hold.
 
     Range is checked only when numpy refuses to convert (the fast path stays one C call).
@@ -273,7 +287,7 @@ def _build(col: _Column, values: list[Any]) -> tuple[Any, Problem | None]:
     if not rows:
         detail = " ".join(str(error).split())
         raise InvalidInput(
-            f"records: column {col.name}: cannot be read as {col.dtype}: {detail}", field="records"
+            f"{field}: column {col.name}: cannot be read as {col.dtype}: {detail}", field=field
         )
     return None, _problem(col, "range", rows, {_json_name(values[i]) for i in rows})
 
@@ -357,7 +371,7 @@ def _array(col: _Column, values: list[Any]) -> Any:
     return pd.array(values, dtype=col.dtype)
 
 
-def _summary(problems: list[Problem]) -> str:
+def _summary(problems: list[Problem], field: str = "records") -> str:
     parts: list[str] = []
     for kind, label in (
         ("unknown", "unknown columns"),
@@ -373,4 +387,4 @@ def _summary(problems: list[Problem]) -> str:
         else:
             names = ", ".join(p.column for p in cols)
         parts.append(f"{label}: {names}")
-    return "records: " + "; ".join(parts)
+    return f"{field}: " + "; ".join(parts)

@@ -53,15 +53,18 @@ def serve(
     registry: Registry | None = None,
     actor: str | None = None,
     log_level: str = "info",
+    no_schema: bool = False,
+    allow_pickle: bool = False,
 ) -> None:
     """Serve ``name@production`` on ``host:port`` until interrupted; request logs go to stdout.
 
-    Refuses to start when nothing is in production, the version cannot be loaded safely, or the
-    address cannot be bound.
+    Refuses to start when nothing is in production, the version cannot be loaded safely (pickle
+    and joblib need ``allow_pickle`` and the policy's opt-in), it records no input schema and
+    ``no_schema`` is off, or the address cannot be bound.
     """
     registry = registry or Registry()
     logs.configure()
-    app = create_app(registry, name, poll=poll, actor=actor)
+    app = create_app(registry, name, poll=poll, actor=actor, no_schema=no_schema, allow_pickle=allow_pickle)
     sock = bind(host, port)
     bound = sock.getsockname()
     logs.log_json(logs.EVENTS, event="listening", model=name, url=f"http://{host}:{bound[1]}", poll=poll)

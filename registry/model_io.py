@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry import serialization
+from registry import registration, serialization
 from registry.artifacts.base import sha256_file
+from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from registry.entities import ModelVersion
@@ -26,6 +27,7 @@ class ModelIO:
         *,
         actor: str | None = None,
         allow_pickle: bool = False,
+        input_example: Any = None,
         **fields: Any,
     ) -> ModelVersion:
         """Serialize ``estimator``, store it and register it as the next version of ``name``.
@@ -33,7 +35,16 @@ class ModelIO:
         skops by default; ``allow_pickle=True`` writes raw pickle instead, and is refused
         (``UnsafeModel``) unless the policy allows pickle too. ``fields`` are those of
         ``register`` (metrics, params, lineage…). The format tag is stored on the version.
+        ``input_example`` (a DataFrame, say) gives the input schema the way MLflow infers a
+        signature: names from ``feature_names_in_``, checked against its columns, dtypes from the
+        example; no row of it is stored. Giving both it and ``input_schema`` is refused.
         """
+        if input_example is not None:
+            if fields.get("input_schema"):
+                raise InvalidInput(
+                    "input_example: give an input example or an input schema, not both", field="input_example"
+                )
+            fields["input_schema"] = registration.schema_from_example(input_example, estimator)
         fmt = serialization.SKOPS
         if allow_pickle:
             serialization.check_pickle_allowed(allow_pickle, self.policy, model=name)

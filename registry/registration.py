@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,3 +142,151 @@ def event_payload(
         "drift_reference_sha256": drift_reference_digest(spec.drift_reference),
         "description": spec.description,
     }
+
+
+# --- input schema: from an example, or from a file ------------------------------------------
+
+_SCHEMA_FIELD = "input_schema"
+# dtype families a JSON payload can be checked against and converted to (deployments.payload).
+_SERVABLE = "int64, float64, bool, str, category, datetime64[ns], Int64, boolean…"
+
+
+def check_dtype(name: str, dtype: Any, field: str = _SCHEMA_FIELD) -> str:
+    """``dtype`` as a pandas dtype name, if serving can check JSON against it; else ``InvalidInput``."""
+    import pandas as pd
+
+    if not isinstance(dtype, str) or not dtype.strip():
+        raise InvalidInput(f"{field}: column {name}: dtype must be a non-empty string", field=field)
+    try:
+        parsed = pd.api.types.pandas_dtype(dtype.strip())
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"{field}: column {name}: {dtype!r} is not a pandas dtype (use {_SERVABLE})", field=field
+        ) from None
+    # The families deployments.payload checks JSON against; complex, timedelta, period… are not.
+    low = dtype.strip().lower()
+    servable = low.startswith(("float", "int", "uint", "datetime64", "string[")) or low in (
+        "bool",
+        "boolean",
+        "object",
+        "str",
+        "string",
+        "category",
+    )
+    if not servable or parsed.kind == "c":
+        raise InvalidInput(
+            f"{field}: column {name}: dtype {dtype!r} cannot be checked from JSON (use {_SERVABLE})",
+            field=field,
+        )
+    return dtype.strip()
+
+
+def schema_from_example(
+    example: Any, estimator: Any = None, field: str = "input_example"
+) -> list[dict[str, str]]:
+    """The input schema of ``example`` (a DataFrame, a dict of columns, records or a 2-D array).
+
+    Column names come from the estimator's ``feature_names_in_`` when it has them, checked
+    against the example's columns (same set, none extra); dtypes come from the example. Refuses
+    (``InvalidInput`` naming ``field``) an empty example, a non-string column name, columns that
+    do not match the model's features, an array without names, and a dtype serving cannot check.
+    Only names and dtypes are kept: no row of the example is stored.
+    """
+    import numpy as np
+    import pandas as pd
+
+    features = getattr(estimator, "feature_names_in_", None)
+    names = None if features is None else [str(f) for f in features]
+    if isinstance(example, np.ndarray):
+        if example.ndim != 2:
+            raise InvalidInput(f"{field}: a {example.ndim}-D array; give a 2-D table", field=field)
+        if names is None:
+            raise InvalidInput(
+                f"{field}: an array has no column names and the model records no feature_names_in_; "
+                "give a DataFrame",
+                field=field,
+            )
+        if example.shape[1] != len(names):
+            raise InvalidInput(
+                f"{field}: {example.shape[1]} columns, the model has {len(names)} features", field=field
+            )
+        example = pd.DataFrame(example, columns=names)
+    elif isinstance(example, dict | list):
+        try:
+            example = pd.DataFrame(example)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"{field}: not a table ({exc})", field=field) from None
+    if not isinstance(example, pd.DataFrame):
+        raise InvalidInput(
+            f"{field}: a {type(example).__name__}; give a DataFrame, dict of columns or records", field=field
+        )
+    if example.shape[1] == 0:
+        raise InvalidInput(f"{field}: no columns", field=field)
+    bad = [repr(c) for c in example.columns if not isinstance(c, str)]
+    if bad:
+        raise InvalidInput(f"{field}: column names must be strings, got {', '.join(bad[:5])}", field=field)
+    if example.columns.duplicated().any():
+        raise InvalidInput(f"{field}: duplicate column names", field=field)
+    if names is not None:
+        extra = sorted(set(example.columns) - set(names))
+        absent = [n for n in names if n not in example.columns]
+        if extra or absent:
+            raise InvalidInput(
+                f"{field}: columns do not match the model's feature_names_in_: "
+                f"missing {absent}, not features {extra}",
+                field=field,
+            )
+    order = names if names is not None else list(example.columns)
+    return [{"name": c, "dtype": check_dtype(c, str(example[c].dtype), field)} for c in order]
+
+
+def schema_from_file(path: Path, field: str) -> list[dict[str, str]]:
+    """An input schema read from a file: a CSV/Parquet example's columns, or a JSON list of
+    ``{name, dtype}``. Refuses an unreadable file, bad JSON and a bad item or dtype, naming
+    ``field`` (``--input-example`` / ``--input-schema``) and the item."""
+    suffix = Path(path).suffix.lower()
+    if field == "--input-schema":
+        return _schema_json(Path(path), field)
+    import pandas as pd
+
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, nrows=1000)  # dtypes from a sample; rows are not kept
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise InvalidInput(f"{field}: {Path(path).name}: give a .csv or .parquet file", field=field)
+    except (OSError, ValueError, ImportError) as exc:
+        raise InvalidInput(
+            f"{field}: cannot read {Path(path).name}: {_first_line(exc)}", field=field
+        ) from None
+    return schema_from_example(frame, field=field)
+
+
+def _schema_json(path: Path, field: str) -> list[dict[str, str]]:
+    import json
+
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{field}: cannot read {path.name}: {_first_line(exc)}", field=field) from None
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {path.name} is not valid JSON ({exc})", field=field) from None
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f'{field}: give a non-empty JSON list of {{"name", "dtype"}}', field=field)
+    out: list[dict[str, str]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"name", "dtype"}:
+            raise InvalidInput(f'{field}: item {i}: give exactly {{"name": ..., "dtype": ...}}', field=field)
+        name = item["name"]
+        if not isinstance(name, str) or not name:
+            raise InvalidInput(f"{field}: item {i}: name must be a non-empty string", field=field)
+        if any(c["name"] == name for c in out):
+            raise InvalidInput(f"{field}: item {i}: column {name!r} twice", field=field)
+        out.append({"name": name, "dtype": check_dtype(name, item["dtype"], field)})
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

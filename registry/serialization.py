@@ -20,8 +20,17 @@ from registry.policy import Policy
 SKOPS = "skops"
 PICKLE = "pickle"
 JOBLIB = "joblib"
+FILE = "file"  # stored and versioned, never loaded or served
 PICKLE_FORMATS = frozenset({PICKLE, JOBLIB})
 LOADABLE_FORMATS = frozenset({SKOPS}) | PICKLE_FORMATS
+CLAIMABLE_FORMATS = (SKOPS, JOBLIB, PICKLE, FILE)
+
+# joblib's compressed files start with the compressor's own magic (zlib, gzip, bz2, xz, lzma, lz4).
+_JOBLIB_COMPRESSED = (b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00\x00", b'\x04"M\x18')
+_JOBLIB_SUFFIXES = frozenset({".joblib", ".jbl"})
+# An uncompressed joblib dump is a pickle stream naming joblib's array wrapper.
+_JOBLIB_MARKER = b"joblib.numpy_pickle"
+_SNIFF_BYTES = 1 << 20
 
 # Types skops does not trust on its own but that common scikit-learn models need (found by
 # dumping pipelines, forests, boosting, k-NN and calibrated models). Each is an sklearn-internal
@@ -40,6 +49,64 @@ DEFAULT_TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.calibration._SigmoidCalibration",
     }
 )
+
+
+def detect_format(path: Path) -> str:
+    """The format of the file at ``path``, read from its content first and its extension second.
+
+    A zip archive holding skops' ``schema.json`` is skops; a pickle stream (protocol 2-5 header)
+    is joblib when it names joblib's array wrapper or has a ``.joblib`` extension, else pickle; a
+    joblib extension on compressed bytes is joblib; anything else is ``file``. Nothing is loaded.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if head.startswith(b"PK\x03\x04"):
+        return SKOPS if _is_skops_zip(path) else FILE
+    suffix = path.suffix.lower()
+    if _is_pickle_header(head):
+        return JOBLIB if _JOBLIB_MARKER in head or suffix in _JOBLIB_SUFFIXES else PICKLE
+    if suffix in _JOBLIB_SUFFIXES and head.startswith(_JOBLIB_COMPRESSED):
+        return JOBLIB
+    return FILE
+
+
+def resolve_format(path: Path, claimed: str | None = None) -> str:
+    """The format to record for ``path``: ``claimed`` if the content agrees, else the detected one.
+
+    Refuses (``InvalidInput``, field ``format``) an unknown claim and a claim the content
+    contradicts (``--format skops`` on a pickle, say). ``file`` is never contradicted: it only
+    says the bytes are not to be loaded.
+    """
+    found = detect_format(path)
+    if claimed is None:
+        return found
+    if claimed not in CLAIMABLE_FORMATS:
+        raise InvalidInput(
+            f"format: {claimed!r} is not one of {', '.join(CLAIMABLE_FORMATS)}", field="format"
+        )
+    # joblib loads plain pickles too, so a pickle stream may be registered as either.
+    agrees = claimed in (found, FILE) or (claimed == JOBLIB and found == PICKLE)
+    if not agrees:
+        what = "not a model format we recognise" if found == FILE else f"a {found} file"
+        raise InvalidInput(
+            f"format: {Path(path).name} is {what}, not {claimed}; give --format {found} or leave it out",
+            field="format",
+        )
+    return claimed
+
+
+def _is_pickle_header(head: bytes) -> bool:
+    # PROTO opcode then the protocol number; joblib and pickle.dump write 2-5.
+    return len(head) > 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _is_skops_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "schema.json" in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def allowlist(policy: Policy) -> frozenset[str]:

@@ -20,6 +20,7 @@ from govflow.cli.common import (
     parse_pairs,
     parse_param,
 )
+from registry import registration, serialization
 from registry.datasets import dataset_ref
 from registry.entities import CodeRef, Lineage, ModelVersion
 from registry.errors import InvalidInput
@@ -57,22 +58,52 @@ def register(
     repo: Annotated[str | None, typer.Option("--repo", help="Code repository.")] = None,
     dirty: Annotated[bool, typer.Option("--dirty", help="The work tree had local changes.")] = False,
     description: Annotated[str | None, typer.Option("--description")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="skops, joblib, pickle or file (default: detected from the content, then the extension).",
+        ),
+    ] = None,
+    input_example: Annotated[
+        Path | None,
+        typer.Option(
+            "--input-example", help="CSV or Parquet sample: its column names and dtypes (rows not stored)."
+        ),
+    ] = None,
+    input_schema: Annotated[
+        Path | None,
+        typer.Option("--input-schema", help='JSON list of {"name": ..., "dtype": ...} the model expects.'),
+    ] = None,
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Store an artifact and register it as the next version of NAME."""
-    try:
-        readable = artifact.is_file()
-    except OSError:  # e.g. a name too long for the file system
-        readable = False
-    if not readable:
-        raise InvalidInput(f"--artifact: {artifact} is not a readable file", field="artifact")
+    """Store an artifact and register it as the next version of NAME.
+
+    The format is read from the file (a skops archive, a joblib dump, a pickle stream, else
+    file); --format names it, and is refused if the content says otherwise. Pickle and joblib
+    register freely but load only with the explicit opt-in. A version serves only with an input
+    schema (--input-example or --input-schema), or under govflow serve --no-schema.
+    """
+    _readable(artifact, "--artifact")
+    if input_example is not None and input_schema is not None:
+        raise InvalidInput(
+            "--input-schema: give --input-example or --input-schema, not both", field="input_schema"
+        )
+    artifact_format = serialization.resolve_format(artifact, fmt)
+    columns: list[dict[str, str]] = []
+    for path, option in ((input_example, "--input-example"), (input_schema, "--input-schema")):
+        if path is not None:
+            _readable(path, option)
+            columns = registration.schema_from_file(path, option)
     datasets = [dataset_ref(role, target) for role, target in parse_pair_list(dataset, "--dataset")]
     reg = open_registry()
     v = reg.register(
         name,
         artifact,
         actor=actor,
+        artifact_format=artifact_format,
+        input_schema=columns,
         metrics=parse_pairs(metric, "--metric"),
         params={k: parse_param(v) for k, v in parse_pairs(param, "--param").items()},
         tags=parse_pairs(tag, "--tag"),
@@ -87,30 +118,108 @@ def register(
                 "stage": v.stage.value,
                 "artifact_sha256": v.artifact.sha256,
                 "artifact_uri": v.artifact.uri,
+                "artifact_format": v.artifact.format,
+                "input_columns": len(v.input_schema),
                 "registered_by": v.registered_by,
             }
         )
     else:
-        console.print(f"registered [bold]{v.ref}[/] ({v.stage.value}) sha256 {v.artifact.sha256[:12]}")
+        console.print(
+            f"registered [bold]{v.ref}[/] ({v.stage.value}) sha256 {v.artifact.sha256[:12]}"
+            f" format {v.artifact.format}, {len(v.input_schema)} input columns"
+        )
+
+
+def _readable(path: Path, option: str) -> None:
+    try:
+        readable = path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        readable = False
+    if not readable:
+        raise InvalidInput(
+            f"{option}: {path} is not a readable file", field=option.lstrip("-").replace("-", "_")
+        )
+
+
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most this many rows (1..10000).")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--page-token", help="Continue a listing: the next_page_token it printed.")
+]
+StageOpt = Annotated[str | None, typer.Option("--stage", help="Only versions in this stage.")]
+AliasOpt = Annotated[str | None, typer.Option("--alias", help="Only the version this alias points at.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE; repeatable, all must hold.")]
+MetricOpt = Annotated[
+    list[str] | None, typer.Option("--metric", help="NAME OP NUMBER, OP one of > >= < <= = (e.g. 'auc>=0.8').")
+]
+_OPTIONS = {"limit", "page_token", "stage", "alias", "tag", "metric", "before"}
+
+
+def _listing(call, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run a listing call; a refused argument is named as its command-line option."""
+    try:
+        return call(*args, **kwargs)
+    except InvalidInput as exc:
+        if exc.field not in _OPTIONS:
+            raise
+        option = "--" + exc.field.replace("_", "-")
+        raise InvalidInput(option + str(exc)[len(exc.field) :], field=option) from None
+
+
+def _next_page(token: str | None) -> None:
+    if token:
+        console.print(f"more: --page-token {token}")
 
 
 @app.command()
-def versions(name: Annotated[str, typer.Argument(help="Model name.")], json_out: JsonOpt = False) -> None:
-    """List the versions of NAME, newest first."""
-    rows = open_registry().versions(name)
+def versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    limit: LimitOpt = None,
+    page_token: TokenOpt = None,
+    stage: StageOpt = None,
+    alias: AliasOpt = None,
+    tag: TagOpt = None,
+    metric: MetricOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Also read approvals, evidence and waivers.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the versions of NAME, newest first, a page at a time with --limit."""
+    rows = _listing(
+        open_registry().versions,
+        name,
+        limit=limit,
+        page_token=page_token,
+        stage=stage,
+        alias=alias,
+        tags=tag or None,
+        metrics=metric or None,
+        with_decisions=full,
+    )
     if json_out:
-        emit_json(rows)
+        # Without --full, approvals, evidence and waivers were not read: left out, not shown empty.
+        drop = set() if full else {"approvals", "evidence", "waivers"}
+        emit_json(
+            {
+                "versions": [v.model_dump(mode="json", exclude=drop) for v in rows],
+                "next_page_token": rows.next_page_token,
+            }
+        )
         return
     table = Table(title=f"{name} versions")
-    for col in ("version", "stage", "aliases", "registered by", "registered at", "metrics"):
+    cols = ["version", "stage", "aliases", "registered by", "registered at", "metrics"]
+    for col in cols + (["approvals", "gates"] if full else []):
         table.add_column(col)
     for v in rows:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
-        stage = v.stage.value + (" (rolled back)" if v.rolled_back else "")
-        table.add_row(
-            str(v.version), stage, ", ".join(v.aliases), v.registered_by, fmt_time(v.registered_at), metrics
-        )
+        stage_text = v.stage.value + (" (rolled back)" if v.rolled_back else "")
+        cells = [str(v.version), stage_text, ", ".join(v.aliases), v.registered_by, fmt_time(v.registered_at)]
+        cells.append(metrics)
+        if full:
+            cells.append(", ".join(f"{a.decision.value}:{a.actor}" for a in v.approvals or []) or "-")
+            latest = {e.gate: e.passed for e in v.evidence or []}
+            cells.append(", ".join(f"{g}:{'ok' if p else 'FAILED'}" for g, p in sorted(latest.items())) or "-")
+        table.add_row(*cells)
     console.print(table)
+    _next_page(rows.next_page_token)
 
 
 @app.command()
@@ -381,11 +490,31 @@ def impact(
 
 
 @app.command()
-def models(json_out: JsonOpt = False) -> None:
-    """List models with their latest and production versions."""
-    rows = open_registry().models()
+def models(
+    limit: LimitOpt = None,
+    page_token: TokenOpt = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Only models with a version in this stage.")] = None,
+    alias: Annotated[str | None, typer.Option("--alias", help="Only models where this alias is set.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="KEY=VALUE: only models with a version tagged so.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="NAME OP NUMBER: only models with a version meeting it.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List models with their latest and production versions, by name, a page at a time with --limit."""
+    rows = _listing(
+        open_registry().models,
+        limit=limit,
+        page_token=page_token,
+        stage=stage,
+        alias=alias,
+        tags=tag or None,
+        metrics=metric or None,
+    )
     if json_out:
-        emit_json(rows)
+        emit_json({"models": [m.model_dump(mode="json") for m in rows], "next_page_token": rows.next_page_token})
         return
     table = Table(title="models")
     for col in ("name", "latest", "production", "aliases"):
@@ -398,3 +527,4 @@ def models(json_out: JsonOpt = False) -> None:
             ", ".join(f"{k}->{v}" for k, v in sorted(m.aliases.items())),
         )
     console.print(table)
+    _next_page(rows.next_page_token)

@@ -25,11 +25,27 @@ def serve(
         typer.Option("--actor", help="Who the server's audit events name (default: GOVFLOW_ACTOR)."),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's own log level.")] = "info",
+    no_schema: Annotated[
+        bool,
+        typer.Option(
+            "--no-schema",
+            help="Serve a version that records no input schema: rows pass through as a DataFrame of their keys.",
+        ),
+    ] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load a pickle/joblib version (runs its code; the policy must allow pickle too; audited).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve NAME@production over HTTP: /predict, /model, /health, /reload.
+    """Serve NAME@production over HTTP: /predict, /predict_proba, /model, /health, /reload.
 
-    Hot-swaps on promotion and rollback; a version that fails to load is refused and the old one
-    keeps serving (health: degraded). Refuses to start when nothing is in production.
+    /predict takes our records and MLflow's request shapes (dataframe_records, dataframe_split,
+    instances, inputs). Hot-swaps on promotion and rollback; a version that fails to load is
+    refused and the old one keeps serving (health: degraded). Refuses to start when nothing is
+    in production, and when the version records no input schema unless --no-schema.
     """
     check_name(name)
     if poll < 0:
@@ -38,4 +54,14 @@ def serve(
         raise InvalidInput(f"--port: {port} is not a TCP port", field="port")
     from deployments.server import serve as run  # fastapi/uvicorn load only for this command
 
-    run(name, host=host, port=port, poll=poll, registry=open_registry(), actor=actor, log_level=log_level)
+    run(
+        name,
+        host=host,
+        port=port,
+        poll=poll,
+        registry=open_registry(),
+        actor=actor,
+        log_level=log_level,
+        no_schema=no_schema,
+        allow_pickle=allow_pickle,
+    )
