@@ -4,10 +4,16 @@ Both servers run as subprocesses on loopback with one process each (MLflow's def
 uvicorn worker), serving the very same fitted pipeline: ours from the registry (skops, digest
 verified, schema-validated), MLflow's from ``mlflow.sklearn.save_model`` with a signature, so
 both validate their input. One load client (``http.client`` keep-alive connections in threads,
-GC off while measuring) drives both, single-row and 100-row batches:
+GC off while measuring) drives both, single-row and 100-row batches, in two request shapes:
+row objects (ours ``records``, MLflow's ``dataframe_records``) and MLflow's ``dataframe_split``,
+which both servers take:
 
 - latency: one connection, requests back to back (p50/p99);
 - throughput: four connections (requests/s, rows/s, p99 under load).
+
+Before measuring, govflow's answers in every request shape it takes (records, a bare array,
+dataframe_records, dataframe_split, instances, inputs as rows and as columns) are checked equal
+to each other and to MLflow's, and its ``/predict_proba`` rows are checked to sum to one.
 
 ``python -m bench.serving`` prints a Markdown section; ``run(quick=True)`` is a short smoke run.
 """
@@ -41,6 +47,11 @@ import pandas as pd
 
 MODEL = "bench-churn"
 CONCURRENCY = 4
+# Measured shapes: label -> (govflow's body key, MLflow's body key).
+SHAPES = {
+    "records": ("records", "dataframe_records"),
+    "dataframe_split": ("dataframe_split", "dataframe_split"),
+}
 
 
 @dataclass(frozen=True)
@@ -80,10 +91,22 @@ class _Side:
     name: str
     port: int
     path: str
-    key: str  # the JSON key wrapping the records: ours "records", MLflow "dataframe_records"
 
-    def body(self, records: list[dict[str, Any]]) -> bytes:
-        return json.dumps({self.key: records}).encode()
+    def body(self, records: list[dict[str, Any]], shape: str = "records") -> bytes:
+        key = SHAPES[shape][0 if self.name == "govflow" else 1]
+        return json.dumps(shaped(key, records)).encode()
+
+
+def shaped(key: str, records: list[dict[str, Any]]) -> Any:
+    """``records`` as a request body of shape ``key`` (``columns`` is inputs as column arrays)."""
+    columns = list(records[0])
+    if key == "bare":
+        return records
+    if key == "dataframe_split":
+        return {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in records]}}
+    if key == "columns":
+        return {"inputs": {c: [r[c] for r in records] for c in columns}}
+    return {key: records}
 
 
 def run(quick: bool = False) -> str:
@@ -95,19 +118,20 @@ def run(quick: bool = False) -> str:
     plan = _Plan(rounds=1, latency=100, load=200, max_seconds=5.0, warmup=100) if quick else _Plan()
     notes: list[str] = []
     mlflow_problem: str | None = None
-    results: dict[tuple[str, int, str], Stats] = {}
+    results: dict[tuple[str, str, int, str], Stats] = {}
     with tempfile.TemporaryDirectory(prefix="govflow-bench-serving-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         pipe, frame = _pipeline()
         batches = {1: _records(frame, 1), 100: _records(frame, 100)}
         ours_cmd, ours_env = _govflow_side(work, pipe, frame)
         port = stack.enter_context(_server(ours_cmd, ours_env, work / "govflow.log", "/health"))
-        sides = [_Side("govflow", port, "/predict", "records")]
+        sides = [_Side("govflow", port, "/predict")]
+        notes.append(_check_shapes(port, batches[100]))
         mlflow_cmd, mlflow_env, mlflow_problem = _mlflow_side(work, pipe, frame)
         if mlflow_cmd is not None:
             try:
                 port = stack.enter_context(_server(mlflow_cmd, mlflow_env, work / "mlflow.log", "/ping"))
-                sides.append(_Side("mlflow", port, "/invocations", "dataframe_records"))
+                sides.append(_Side("mlflow", port, "/invocations"))
             except RuntimeError as exc:
                 mlflow_problem = str(exc)
         answers = {s.name: _post(s.port, s.path, s.body(batches[100]))["predictions"] for s in sides}
@@ -123,12 +147,14 @@ def run(quick: bool = False) -> str:
                 _measure(side.port, side.path, side.body(records), plan.warmup, 2, 30)
         for r in range(plan.rounds):
             order = sides if r % 2 == 0 else sides[::-1]
-            for rows, records in batches.items():
-                for phase, n, conns in (("latency", plan.latency, 1), ("load", plan.load, CONCURRENCY)):
-                    for side in order:
-                        stats = _measure(side.port, side.path, side.body(records), n, conns, plan.max_seconds)
-                        key = (side.name, rows, phase)
-                        results[key] = results[key] + stats if key in results else stats
+            for shape in SHAPES:
+                for rows, records in batches.items():
+                    for phase, n, conns in (("latency", plan.latency, 1), ("load", plan.load, CONCURRENCY)):
+                        for side in order:
+                            body = side.body(records, shape)
+                            stats = _measure(side.port, side.path, body, n, conns, plan.max_seconds)
+                            key = (side.name, shape, rows, phase)
+                            results[key] = results[key] + stats if key in results else stats
     return _report(results, quick, plan, mlflow_problem, notes)
 
 
@@ -178,6 +204,24 @@ def _pipeline() -> tuple[Any, pd.DataFrame]:
     )
     pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=1000))]).fit(frame, y)
     return pipe, frame
+
+
+def _check_shapes(port: int, records: list[dict[str, Any]]) -> str:
+    """One note: govflow answers alike in every request shape, and its probabilities sum to one."""
+    keys = ["records", "bare", "dataframe_records", "dataframe_split", "instances", "inputs", "columns"]
+    answers = {
+        k: _post(port, "/predict", json.dumps(shaped(k, records)).encode())["predictions"] for k in keys
+    }
+    proba = _post(port, "/predict_proba", json.dumps(shaped("dataframe_split", records)).encode())
+    sums_to_one = bool(np.allclose(np.sum(proba["predictions"], axis=1), 1.0))
+    if len({json.dumps(a) for a in answers.values()}) == 1 and sums_to_one:
+        return (
+            f"- govflow answered the 100-row probe identically in its {len(keys)} request shapes "
+            f"({', '.join(keys)}); /predict_proba rows sum to 1 over classes {proba['classes']}"
+        )
+    return (
+        "- **warning: govflow's answers differ between request shapes, or its probabilities do not sum to 1**"
+    )
 
 
 def _records(frame: pd.DataFrame, n: int) -> list[dict[str, Any]]:
@@ -339,7 +383,7 @@ def _measure(port: int, path: str, body: bytes, requests: int, concurrency: int,
 
 
 def _report(
-    results: dict[tuple[str, int, str], Stats],
+    results: dict[tuple[str, str, int, str], Stats],
     quick: bool,
     plan: _Plan,
     mlflow_problem: str | None,
@@ -365,7 +409,8 @@ def _report(
         f"- client: http.client keep-alive, GC off while measuring; {plan.rounds} round(s) alternating "
         f"which server goes first; per round and server: latency = 1 connection × {plan.latency} "
         f"requests, load = {CONCURRENCY} connections × {plan.load} requests in total, each phase capped "
-        f"at {plan.max_seconds:.0f} s; {plan.warmup} warm-up requests per batch size"
+        f"at {plan.max_seconds:.0f} s; {plan.warmup} warm-up requests per batch size; shapes: row "
+        "objects (ours `records`, MLflow's `dataframe_records`) and `dataframe_split` (both)"
         f"{' (quick smoke run)' if quick else ''}",
         "- ratio = govflow ÷ MLflow: below 1 is better for latency, above 1 is better for throughput",
         "- command: `python -m bench.serving`",
@@ -374,11 +419,17 @@ def _report(
     ]
     if mlflow_problem:
         lines += [f"- **MLflow could not run: {mlflow_problem}**", ""]
-    lines += ["| batch | metric | govflow | MLflow | ratio |", "|---|---|---|---|---|"]
+    lines += ["| shape | batch | metric | govflow | MLflow | ratio |", "|---|---|---|---|---|---|"]
     verdicts: list[str] = []
-    for rows in (1, 100):
-        ours = (results.get(("govflow", rows, "latency")), results.get(("govflow", rows, "load")))
-        theirs = (results.get(("mlflow", rows, "latency")), results.get(("mlflow", rows, "load")))
+    for shape, rows in itertools.product(SHAPES, (1, 100)):
+        ours = (
+            results.get(("govflow", shape, rows, "latency")),
+            results.get(("govflow", shape, rows, "load")),
+        )
+        theirs = (
+            results.get(("mlflow", shape, rows, "latency")),
+            results.get(("mlflow", shape, rows, "load")),
+        )
         if ours[0] is None or ours[1] is None:
             continue
         metrics: list[tuple[str, int, Any, str]] = [
@@ -396,16 +447,16 @@ def _report(
             ratio = f"{a / b:.2f}" if b else "-"
             shown = fmt.format(b) if b is not None else "n/a"
             lines.append(
-                f"| {rows} row{'s' if rows > 1 else ''} | {label} | {fmt.format(a)} | {shown} | {ratio} |"
+                f"| {shape} | {rows} row{'s' if rows > 1 else ''} | {label} | {fmt.format(a)} | {shown} | {ratio} |"
             )
         errs = sum(s.errors for s in (*ours, *theirs) if s is not None)
         if errs:
-            verdicts.append(f"- {rows}-row batches: **{errs} non-200 answers**")
+            verdicts.append(f"- {shape}, {rows}-row batches: **{errs} non-200 answers**")
         if theirs[0] is not None and theirs[1] is not None:
             met = ours[1].rps >= theirs[1].rps and ours[1].p99_ms <= theirs[1].p99_ms
             seq = ours[0].p99_ms <= theirs[0].p99_ms
             verdicts.append(
-                f"- {rows}-row batches: target (throughput ≥ MLflow's and p99 ≤ MLflow's, under load) "
+                f"- {shape}, {rows}-row batches: target (throughput ≥ MLflow's and p99 ≤ MLflow's, under load) "
                 f"{'met' if met else '**not met**'}; p99 on 1 connection {'≤' if seq else '>'} MLflow's"
             )
     return "\n".join([*lines, "", *verdicts])
