@@ -193,7 +193,10 @@ def failure_gate(
     """
     by_column: dict[str, list[str]] = {}
     for f in failures:
-        by_column.setdefault(f["column"] or "<table>", []).append(f["expectation"] + _sample_text(f))
+        where = f["column"] or "<table>"
+        if f.get("data") not in (None, "train"):
+            where += f" [{f['data']}]"  # preflight also checks the eval rows
+        by_column.setdefault(where, []).append(f["expectation"] + _sample_text(f))
     passed = not failures
     message = (
         f"{label}: all {checks} checks passed on {rows} rows"
@@ -213,8 +216,7 @@ def failure_gate(
             "checks": checks,
             "failures": failures,
             "failed_by_column": {
-                col: [f["expectation"] for f in failures if (f["column"] or "<table>") == col]
-                for col in by_column
+                col: [e.split(" (e.g.")[0] for e in exps] for col, exps in by_column.items()
             },
         },
         duration=duration,

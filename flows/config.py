@@ -260,9 +260,11 @@ class PipelineConfig(_Strict):
 
     @field_validator("positive_label", mode="before")
     @classmethod
-    def _label_not_bool(cls, value: Any) -> Any:
+    def _label_not_bool(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, bool):
             raise _invalid(f"got the boolean {value}: {BOOL_HINT}")
+        if value is not None and info.data.get("task") == "regression":
+            raise _invalid("positive_label is for classification; this task is regression")
         return value
 
     @model_validator(mode="after")
@@ -270,8 +272,6 @@ class PipelineConfig(_Strict):
         check_name(self.model_name, "model_name")
         if self.target in self.sensitive_features:
             raise ValueError("the target cannot be a sensitive feature")
-        if self.positive_label is not None and self.task != "classification":
-            raise _invalid("positive_label is for classification; this task is regression")
         if isinstance(self.deploy, ManifestTargetSpec) and "://" not in self.deploy.path:
             resolved = self.resolve(self.deploy.path)
             self.deploy = self.deploy.model_copy(update={"path": str(resolved)})

@@ -140,9 +140,9 @@ def test_a_missing_monitor_file_is_one_line_exit_2(pipeline, tmp_path: Path) -> 
 
 
 def test_a_refusal_inside_the_flow_is_one_error_line_and_no_traceback(pipeline, tmp_path: Path) -> None:
-    # The file exists, so only the flow finds out: it has no target column.
+    # The file exists, so only the flow finds out: its Yes/No target has no positive_label.
     bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,2\n3,4\n")
+    bad.write_text("a,sex,default\n1,f,No\n3,m,Yes\n")
     config = with_config(pipeline.base, data={"train": str(bad), "eval": str(bad)})
     proc = govflow("run", "retrain", "--config", str(config))
     assert proc.returncode == 2, proc.stdout + proc.stderr
