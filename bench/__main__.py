@@ -15,7 +15,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-SUITES = ["registry", "audit", "artifacts", "checks", "serving", "server", "load"]
+SUITES = ["registry", "audit", "artifacts", "checks", "serving", "server", "load", "cli"]
 
 
 def _run_suite(name: str, quick: bool) -> tuple[str, str]:

@@ -122,12 +122,14 @@ def _command_named(args: list[str]) -> str | None:
 
 def main() -> None:
     """Console entry point: run the app; refusals and usage errors become one line and exit 2."""
-    completing = any(key.endswith("_COMPLETE") and key.startswith("_") for key in os.environ)
+    completing = "_GOVFLOW_COMPLETE" in os.environ
     _register_commands(None if completing else _command_named(sys.argv[1:]))
     try:
         # Registry calls from here arrive on the "cli" channel, which the audit records.
         with acting(channel="cli"):
-            code = app(standalone_mode=False)
+            # One program name however it is started (script, python -m govflow): usage lines and
+            # the completion variable (_GOVFLOW_COMPLETE) stay the same.
+            code = app(standalone_mode=False, prog_name="govflow")
     except GovflowError as exc:
         _fail(str(exc), 2)
     except NoArgsIsHelpError:
