@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -13,19 +13,10 @@ from rich.table import Table
 from govflow.cli import app
 from govflow.cli.common import console, emit_json, fmt_time, open_registry
 from govflow.cli.registry_cmds import ActorOpt, JsonOpt, VersionArg
-from registry.checkpoint import (
-    keygen,
-    load_signing_key,
-    load_verifier,
-    read_note,
-    save_checkpoint,
-    verify_note,
-)
-from registry.config import Settings
-from registry.db import Database
-from registry.db.migrate import upgrade as upgrade_schema
-from registry.entities import AuditEvent
 from registry.errors import IntegrityError, InvalidInput
+
+if TYPE_CHECKING:
+    from registry.entities import AuditEvent
 
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 alias_app = typer.Typer(help="Named pointers to versions.", no_args_is_help=True)
@@ -98,6 +89,8 @@ def audit_verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute the hash chain (and check a signed checkpoint). Exit 0 when intact, 1 when not."""
+    from registry.checkpoint import load_verifier, read_note, verify_note
+
     if checkpoint is not None and pubkey is None:
         raise InvalidInput("pubkey: --checkpoint needs --pubkey (the .pub file of its key)", field="pubkey")
     if pubkey is not None and checkpoint is None:
@@ -136,6 +129,8 @@ def audit_keygen(
     name: Annotated[str, typer.Option("--name", help="Key name in signature lines.")] = "govflow",
 ) -> None:
     """Make an Ed25519 key pair for signing checkpoints."""
+    from registry.checkpoint import keygen
+
     key, pub = keygen(out, name)
     console.print(f"wrote {key} (private, mode 0600) and {pub} (public)", highlight=False, soft_wrap=True)
 
@@ -149,6 +144,8 @@ def audit_checkpoint(
     ] = None,
 ) -> None:
     """Sign the audit chain's current head and write the checkpoint."""
+    from registry.checkpoint import load_signing_key, save_checkpoint
+
     signer = load_signing_key(key)
     signed, where = save_checkpoint(open_registry(), signer, out, origin=origin)
     console.print(
@@ -212,6 +209,10 @@ def evidence_add(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations to the registry database."""
+    from registry.config import Settings
+    from registry.db import Database
+    from registry.db.migrate import upgrade as upgrade_schema
+
     db = Database(Settings.from_env().url)
     before, after = upgrade_schema(db)
     console.print(f"registry {db.safe_url}: schema {before or 'empty'} -> {after}")

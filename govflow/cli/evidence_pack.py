@@ -15,8 +15,6 @@ from typer.core import TyperGroup
 
 from govflow.cli.audit_cmds import evidence_app
 from govflow.cli.common import open_registry
-from registry.reports import build_pack, write_pack
-from registry.reports.render import parse_format
 
 PACK_COMMAND = "pack"
 
@@ -54,6 +52,10 @@ def evidence_pack(
     ] = None,
 ) -> None:
     """Write the evidence pack of a version (also: govflow evidence NAME/V --out DIR)."""
+    # The report templates (jinja2) load only when a pack is written.
+    from registry.reports import build_pack, write_pack
+    from registry.reports.render import parse_format
+
     kind = parse_format(fmt)  # refuse a bad format before reading anything
     pack = build_pack(open_registry(), ref, checkpoint=checkpoint, pubkey=pubkey)
     path = write_pack(pack, out, kind)
