@@ -292,7 +292,7 @@ def _answer(served: ServedModel, body: bytes, max_rows: int, *, proba: bool, no_
         frame = served.validator.to_frame(request.records, max_rows=max_rows, field=field)
         try:
             out = estimator.predict_proba(frame) if proba else estimator.predict(frame)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: a huge int under --no-schema
             raise InvalidInput(
                 f"{field}: the model refused the input: {_one_line(exc)}", field=field
             ) from exc

@@ -20,7 +20,7 @@ _OPTIONS = frozenset({"proba"})
 
 
 @dataclass(frozen=True, slots=True)
-class PredictRequest:
+class ParsedRequest:
     """A parsed ``/predict`` body: the rows as records, the shape they came in, and whether
     probabilities were asked for."""
 
@@ -34,7 +34,7 @@ def parse_body(body: bytes) -> Any:
     return parse_request(body).records
 
 
-def parse_request(body: bytes, *, max_rows: int = MAX_ROWS) -> PredictRequest:
+def parse_request(body: bytes, *, max_rows: int = MAX_ROWS) -> ParsedRequest:
     """Decode a ``/predict`` body: exactly one of ``SHAPES`` (or a bare array) and ``proba``.
 
     Refuses (``InvalidInput``, one line): bytes that are not UTF-8, text that is not JSON,
@@ -54,7 +54,7 @@ def parse_request(body: bytes, *, max_rows: int = MAX_ROWS) -> PredictRequest:
         # Records are three levels deep; anything this deep is not a payload.
         raise InvalidInput("body: JSON nested too deeply", field="body") from None
     if not isinstance(payload, dict):
-        return PredictRequest(payload, "records")
+        return ParsedRequest(payload, "records")
     shapes = [k for k in SHAPES if k in payload]
     extra = sorted(str(k) for k in payload if k not in SHAPES and k not in _OPTIONS)
     if extra:
@@ -73,7 +73,7 @@ def parse_request(body: bytes, *, max_rows: int = MAX_ROWS) -> PredictRequest:
         rows = _split_records(rows, max_rows)
     elif shape in ("instances", "inputs") and isinstance(rows, dict):
         rows = _columnar_records(rows, shape, max_rows)
-    return PredictRequest(rows, shape, proba)
+    return ParsedRequest(rows, shape, proba)
 
 
 def _split_records(split: Any, max_rows: int) -> list[dict[str, Any]]:

@@ -240,9 +240,38 @@ def test_no_schema_is_served_only_when_asked(story) -> None:
     assert ragged["detail"].startswith("records: missing columns: active, income, plan")
     nested = _refusal(client.post("/predict", json={"records": [{**rows[0], "plan": {"x": 1}}]}))
     assert nested["detail"] == "records: wrong types: plan (expected a JSON scalar, got object)"
-    # Keys the model was not fitted on: the model's refusal, as a 422.
+    # Keys the model was not fitted on, or a number no float holds: the model's refusal, as a 422.
     other = _refusal(client.post("/predict", json={"records": [{"x": 1}]}))
     assert other["detail"].startswith("records: the model refused the input")
+    huge = b'{"records": [{"age": 1' + b"0" * 400 + b', "income": 1.0, "plan": "pro", "active": true}]}'
+    r = client.post("/predict", content=huge, headers={"content-type": "application/json"})
+    assert _refusal(r)["detail"].startswith("records: the model refused the input")
+
+
+def test_a_schemaless_version_swapped_in_is_503_until_one_with_a_schema(
+    sqlite_registry, estimators, serve_app
+) -> None:
+    reg = sqlite_registry
+    _promote(
+        reg,
+        "churn",
+        reg.register_model("churn", estimators[0], actor=REGISTRANT, input_example=make_data(5)[0]).version,
+    )
+    srv = serve_app(reg, poll=0)
+    _promote(reg, "churn", reg.register_model("churn", estimators[1], actor=REGISTRANT).version)
+    with httpx.Client(base_url=srv.url, timeout=10) as client:
+        assert client.post("/reload").json()["version"] == 2
+        got = _refusal(client.post("/predict", json=probe_records(2)), 503)
+        assert got["detail"].startswith("churn/2: the version records no input columns;")
+        _promote(
+            reg,
+            "churn",
+            reg.register_model(
+                "churn", estimators[1], actor=REGISTRANT, input_example=make_data(5)[0]
+            ).version,
+        )
+        assert client.post("/reload").json()["version"] == 3
+        assert client.post("/predict", json=probe_records(2)).status_code == 200
 
 
 # --- the command line: govflow register a .skops file, then govflow serve ------------------------
