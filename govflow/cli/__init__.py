@@ -15,7 +15,6 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from registry.errors import GovflowError
-from registry.identity import acting
 
 app = typer.Typer(
     name="govflow",
@@ -122,8 +121,13 @@ def _command_named(args: list[str]) -> str | None:
 
 def main() -> None:
     """Console entry point: run the app; refusals and usage errors become one line and exit 2."""
-    completing = "_GOVFLOW_COMPLETE" in os.environ
-    _register_commands(None if completing else _command_named(sys.argv[1:]))
+    args = sys.argv[1:]
+    if "_GOVFLOW_COMPLETE" in os.environ:
+        _register_commands()  # completion offers every command
+    elif args[:1] != ["--version"]:  # the version is printed before any command is looked up
+        _register_commands(_command_named(args))
+    from registry.identity import acting  # pydantic: not needed to print the version
+
     try:
         # Registry calls from here arrive on the "cli" channel, which the audit records.
         with acting(channel="cli"):
