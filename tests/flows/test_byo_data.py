@@ -51,7 +51,8 @@ def test_stray_strings_fail_the_data_gate_before_training_and_register_nothing(p
     gate = result["data_gate"]
     assert gate["name"] == "data" and not gate["passed"]
     assert "income: numeric_with_strays (e.g. '22.5%')" in gate["message"]
-    stray = next(f for f in gate["details"]["failures"] if f["column"] == "income")
+    stray = next(f for f in gate["details"]["failures"] if f["expectation"] == "numeric_with_strays")
+    assert "income (eval): type_drift" in gate["message"]  # the clean eval file no longer matches train
     assert stray["sample"] == ["22.5%"] and stray["sample_rows"] == [3]
     assert result["reason"].startswith("data gate failed: ")
     _nothing_registered(pipeline)
@@ -69,7 +70,7 @@ def test_header_only_and_incomplete_sensitive_data_fail_the_gate_not_sklearn(pip
     frame.to_csv(holes, index=False)
     config = with_config(pipeline.base, data={"train": str(_data(pipeline)["train"]), "eval": str(holes)})
     result = retrain(str(config))
-    assert result["outcome"] == "gates-failed" and "sex [eval]: complete" in result["data_gate"]["message"]
+    assert result["outcome"] == "gates-failed" and "sex (eval): complete" in result["data_gate"]["message"]
     _nothing_registered(pipeline)
 
 
