@@ -195,7 +195,7 @@ def failure_gate(
     for f in failures:
         where = f["column"] or "<table>"
         if f.get("data") not in (None, "train"):
-            where += f" [{f['data']}]"  # preflight also checks the eval rows
+            where += f" ({f['data']})"  # preflight also checks the eval rows
         by_column.setdefault(where, []).append(f["expectation"] + _sample_text(f))
     passed = not failures
     message = (

@@ -184,7 +184,7 @@ def test_result_fields_and_details_shape() -> None:
     assert 0 < r.duration < 60
     d = r.details
     assert set(d) == {
-        "verdict", "drifted", "warned", "max_psi", "max_psi_feature", "max_js", "max_js_feature",
+        "verdict", "drifted", "missing_inputs", "warned", "max_psi", "max_psi_feature", "max_js", "max_js_feature",
         "n_rows", "thresholds", "features",
     }  # fmt: skip
     assert d["n_rows"] == 500

@@ -77,7 +77,7 @@ def test_a_contract_dtype_failure_shows_sample_values_in_message_and_evidence() 
 def test_a_failed_expectation_names_its_bad_values_in_the_message() -> None:
     df = _frame().assign(region=lambda d: d["region"].where(d.index != 3, "purple"))
     r = validate(df, {"columns": [{"name": "region", "allowed": ["north", "south"]}]})
-    assert not r.passed and "region: values_to_be_in_set (e.g. 'purple')" in r.message
+    assert not r.passed and "region: column_values_to_be_in_set (e.g. 'purple')" in r.message
     assert r.details["failures"][0]["sample"] == ["purple"]
 
 
