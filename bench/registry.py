@@ -24,6 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.harness import fresh_file, p50_ms, pg_database, pg_reachable
+from bench.listing import listing_section
 from registry import Policy, Registry
 from registry.db.tables import models as models_table
 from registry.db.tables import stage_history, versions
@@ -288,7 +289,7 @@ def run(quick: bool = False) -> str:
         lines.append(
             "The 100,000-version database is filled by bulk insert; the timed operations go through the API."
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + listing_section(quick)
 
 
 def _mlflow_version() -> str:
@@ -300,4 +301,8 @@ def _mlflow_version() -> str:
 if __name__ == "__main__":
     import sys
 
-    print(run(quick="--quick" in sys.argv))
+    quick = "--quick" in sys.argv
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    print(listing_section(quick) if "--listing" in sys.argv else run(quick=quick))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -13,6 +13,15 @@ from registry.stages import Stage
 from registry.validate import NAME_RE, check_json, check_name  # noqa: F401  (re-exported)
 
 ParamValue = str | int | float | bool | None
+T = TypeVar("T")
+
+
+class Page(list[T]):
+    """A listing page: a plain list of rows that also carries the next page's token (None at the end)."""
+
+    def __init__(self, rows: Any = (), next_page_token: str | None = None) -> None:
+        super().__init__(rows)
+        self.next_page_token = next_page_token
 
 
 class _Frozen(BaseModel):
@@ -230,9 +239,21 @@ class ModelVersion(_Frozen):
     rolled_back: bool = Field(default=False, description="Demoted by a rollback.")
     rollback_reason: str | None = Field(default=None, description="Reason of that rollback.")
     aliases: list[str] = Field(default_factory=list, description="Aliases pointing here.")
-    approvals: list[Approval] = Field(default_factory=list, description="Decisions, oldest first.")
-    evidence: list[Evidence] = Field(default_factory=list, description="Gate results, oldest first.")
-    waivers: list[Waiver] = Field(default_factory=list, description="Waived failed gates, oldest first.")
+    # None means "not loaded" (a listing row without ``with_decisions``), never "there are none".
+    approvals: list[Approval] | None = Field(
+        default_factory=list, description="Decisions, oldest first; null when not loaded (listing rows)."
+    )
+    evidence: list[Evidence] | None = Field(
+        default_factory=list, description="Gate results, oldest first; null when not loaded (listing rows)."
+    )
+    waivers: list[Waiver] | None = Field(
+        default_factory=list, description="Waived failed gates, oldest first; null when not loaded."
+    )
+
+    @property
+    def decisions_loaded(self) -> bool:
+        """Whether approvals, evidence and waivers were read (a plain listing row leaves them out)."""
+        return self.approvals is not None and self.evidence is not None and self.waivers is not None
 
     @property
     def ref(self) -> str:
@@ -261,6 +282,24 @@ class ModelSummary(_Frozen):
     latest_version: int = Field(description="Highest version number.")
     production_version: int | None = Field(default=None, description="Version in production.")
     aliases: dict[str, int] = Field(default_factory=dict, description="Alias -> version.")
+
+
+class VersionPage(_Frozen):
+    """One page of a model's versions, newest first."""
+
+    versions: list[ModelVersion] = Field(description="The versions of this page, newest first.")
+    next_page_token: str | None = Field(
+        default=None, description="Opaque token for the next page; null on the last page."
+    )
+
+
+class ModelPage(_Frozen):
+    """One page of models, by name."""
+
+    models: list[ModelSummary] = Field(description="The models of this page, by name.")
+    next_page_token: str | None = Field(
+        default=None, description="Opaque token for the next page; null on the last page."
+    )
 
 
 class AliasChange(_Frozen):

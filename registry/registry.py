@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import identity, lifecycle, queries, registration
+from registry import identity, lifecycle, listing, queries, registration
 from registry.annotations import Annotations
 from registry.artifacts import Blob
 from registry.artifacts.base import check_digest
@@ -20,6 +20,7 @@ from registry.decisions import Decisions
 from registry.entities import (
     ModelSummary,
     ModelVersion,
+    Page,
     ProductionAt,
     RollbackResult,
     StageChange,
@@ -27,6 +28,7 @@ from registry.entities import (
     VersionSpec,
 )
 from registry.errors import ArtifactNotFound, InvalidInput, RollbackRefused
+from registry.filters import check_limit, parse_filters
 from registry.governance import Governance
 from registry.model_io import ModelIO
 from registry.refs import parse_ref
@@ -180,27 +182,65 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
             )
 
     def versions(
-        self, name: str, *, limit: int | None = None, before: int | None = None
-    ) -> list[ModelVersion]:
-        """A model's versions, newest first (without approvals and evidence).
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        page_token: str | None = None,
+        stage: str | Stage | None = None,
+        alias: str | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        metrics: list[str] | str | None = None,
+        with_decisions: bool = False,
+        before: int | None = None,
+    ) -> Page[ModelVersion]:
+        """A model's versions, newest first: a list whose ``next_page_token`` fetches the next page.
 
-        ``before`` keeps versions numbered below it and ``limit`` (1 to 1000) caps the page: the
-        next page starts before the last version of this one.
+        ``limit`` (1 to 10000) caps the page; without it every matching version is returned.
+        Filters must all hold for a version: ``stage``, ``alias``, ``tags`` (``{key: value}`` or
+        ``["key=value"]``), ``metrics`` (``"auc>=0.8"``; > >= < <= =). ``before`` keeps versions
+        numbered below it (give it or ``page_token``, not both). Approvals, evidence and waivers
+        are None (not loaded) unless ``with_decisions``. Refuses bad filters naming them, and a
+        page token not issued for this model and these filters.
         """
         check_name(name)
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
-        ):
-            raise InvalidInput(f"limit: {limit!r} must be a whole number from 1 to 1000", field="limit")
+        limit = check_limit(limit)
+        found = parse_filters(stage, alias, tags, metrics)
         if before is not None:
             check_version(before, "before")
+            if page_token is not None:
+                raise InvalidInput("before: give before or page_token, not both", field="before")
+        if not isinstance(with_decisions, bool):
+            raise InvalidInput(f"with_decisions: {with_decisions!r} must be true or false", field="with_decisions")
         with self.db.read() as conn:
-            return queries.list_versions(conn, name, limit=limit, before=before)
+            return listing.list_versions(
+                conn,
+                name,
+                limit=limit,
+                page_token=page_token,
+                before=before,
+                filters=found,
+                with_decisions=with_decisions,
+            )
 
-    def models(self) -> list[ModelSummary]:
-        """All models."""
+    def models(
+        self,
+        *,
+        limit: int | None = None,
+        page_token: str | None = None,
+        stage: str | Stage | None = None,
+        alias: str | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        metrics: list[str] | str | None = None,
+    ) -> Page[ModelSummary]:
+        """Models by name: a list whose ``next_page_token`` fetches the next page.
+
+        With filters, only models having a version that matches them all (as in ``versions``).
+        """
+        limit = check_limit(limit)
+        found = parse_filters(stage, alias, tags, metrics)
         with self.db.read() as conn:
-            return queries.list_models(conn)
+            return listing.list_models(conn, limit=limit, page_token=page_token, filters=found)
 
     def history(self, name: str) -> list[StageChange]:
         """The model's stage history, oldest first."""

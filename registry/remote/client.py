@@ -19,6 +19,7 @@ from registry.entities import (
     Evidence,
     ModelSummary,
     ModelVersion,
+    Page,
     ProductionAt,
     RollbackResult,
     StageChange,
@@ -26,6 +27,7 @@ from registry.entities import (
     VersionSpec,
 )
 from registry.errors import InvalidInput, PolicyError, Refused, first_invalid
+from registry.filters import check_limit, parse_filters
 from registry.model_io import ModelIO
 from registry.policy import Policy
 from registry.policy_record import digest
@@ -39,6 +41,11 @@ from registry.validate import check_name, check_version
 
 def _stage(stage: Any) -> Any:
     return stage.value if isinstance(stage, Stage) else stage
+
+
+def _filters(stage: Any, alias: Any, tags: Any, metrics: Any) -> dict[str, Any]:
+    """Listing filters as query parameters, refused here when bad (the server checks them again)."""
+    return parse_filters(stage, alias, tags, metrics).as_query()
 
 
 def _v(name: Any, version: Any) -> str:
@@ -170,15 +177,44 @@ class RemoteRegistry(ModelIO, Trail, Users):
         return VersionRef.model_validate_json(self._call("GET", "/api/v1/resolve", params={"ref": ref}))
 
     def versions(
-        self, name: str, *, limit: int | None = None, before: int | None = None
-    ) -> list[ModelVersion]:
-        params = {"limit": limit, "before": before}
-        return many(
-            ModelVersion, self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params)
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        page_token: str | None = None,
+        stage: str | Stage | None = None,
+        alias: str | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        metrics: list[str] | str | None = None,
+        with_decisions: bool = False,
+        before: int | None = None,
+    ) -> Page[ModelVersion]:
+        # Checked here as the embedded registry does: a string limit is refused, not sent as "5".
+        params = {"limit": check_limit(limit), "page_token": page_token, **_filters(stage, alias, tags, metrics)}
+        if before is not None:
+            params["before"] = check_version(before, "before")
+        if not isinstance(with_decisions, bool):
+            raise InvalidInput(f"with_decisions: {with_decisions!r} must be true or false", field="with_decisions")
+        if with_decisions:
+            params["with_decisions"] = "true"
+        page = entities.VersionPage.model_validate_json(
+            self._call("GET", f"/api/v1/models/{check_name(name)}/versions", params=params)
         )
+        return Page(page.versions, next_page_token=page.next_page_token)
 
-    def models(self) -> list[ModelSummary]:
-        return many(ModelSummary, self._call("GET", "/api/v1/models"))
+    def models(
+        self,
+        *,
+        limit: int | None = None,
+        page_token: str | None = None,
+        stage: str | Stage | None = None,
+        alias: str | None = None,
+        tags: dict[str, str] | list[str] | None = None,
+        metrics: list[str] | str | None = None,
+    ) -> Page[ModelSummary]:
+        params = {"limit": check_limit(limit), "page_token": page_token, **_filters(stage, alias, tags, metrics)}
+        page = entities.ModelPage.model_validate_json(self._call("GET", "/api/v1/models", params=params))
+        return Page(page.models, next_page_token=page.next_page_token)
 
     def history(self, name: str) -> list[StageChange]:
         return many(StageChange, self._call("GET", f"/api/v1/models/{check_name(name)}/history"))

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from registry.entities import ModelSummary, ModelVersion, ProductionAt, StageChange, VersionRef
+from registry.entities import ModelPage, ModelVersion, ProductionAt, StageChange, VersionPage, VersionRef
 from registry.errors import InvalidInput
 from registry.service.caller import Call, call
 from registry.service.responses import ok
@@ -42,25 +42,65 @@ def get(ref: str, c: Call = Depends(call)) -> Response:
     return ok(c.run(c.registry.get, ref))
 
 
-@router.get("/models", response_model=list[ModelSummary])
-def models(c: Call = Depends(call)) -> Response:
-    return ok(c.run(c.registry.models))
+def _number(text: str | None) -> Any:
+    # ASCII digits become an int; anything else reaches the registry as given, which refuses it
+    # with the same line an embedded caller gets.
+    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) < 12 else text
 
 
-@router.get("/models/{name}/versions", response_model=list[ModelVersion])
-def versions(
-    name: str,
-    limit: int | None = Query(default=None, description="At most this many (1..1000)."),
-    before: int | None = Query(default=None, description="Only versions numbered below this."),
+def _filters(stage: str | None, alias: str | None, tag: list[str], metric: list[str]) -> dict[str, Any]:
+    return {"stage": stage, "alias": alias, "tags": tag or None, "metrics": metric or None}
+
+
+_LIMIT = Query(default=None, description="At most this many (1..10000); none = all.")
+_TOKEN = Query(default=None, description="next_page_token of the previous page.")
+_STAGE = Query(default=None, description="Only versions in this stage.")
+_ALIAS = Query(default=None, description="Only the version this alias points at.")
+_TAG = Query(default=[], description="KEY=VALUE; repeatable, all must hold.")
+_METRIC = Query(default=[], description="NAME OP NUMBER, OP one of > >= < <= = (e.g. auc>=0.8); repeatable.")
+
+
+@router.get("/models", response_model=ModelPage)
+def models(
+    limit: str | None = _LIMIT,
+    page_token: str | None = _TOKEN,
+    stage: str | None = _STAGE,
+    alias: str | None = _ALIAS,
+    tag: list[str] = _TAG,
+    metric: list[str] = _METRIC,
     c: Call = Depends(call),
 ) -> Response:
-    """Versions of a model, newest first (keyset paging with ``before``)."""
-    kwargs: dict[str, Any] = {}
-    if limit is not None:
-        kwargs["limit"] = limit
-    if before is not None:
-        kwargs["before"] = before
-    return ok(c.run(c.registry.versions, name, **kwargs))
+    """Models by name, a page at a time; filters keep models having a version matching them all."""
+    page = c.run(
+        c.registry.models, limit=_number(limit), page_token=page_token, **_filters(stage, alias, tag, metric)
+    )
+    return ok({"models": list(page), "next_page_token": page.next_page_token})
+
+
+@router.get("/models/{name}/versions", response_model=VersionPage)
+def versions(
+    name: str,
+    limit: str | None = _LIMIT,
+    page_token: str | None = _TOKEN,
+    stage: str | None = _STAGE,
+    alias: str | None = _ALIAS,
+    tag: list[str] = _TAG,
+    metric: list[str] = _METRIC,
+    with_decisions: bool = Query(default=False, description="Fill approvals, evidence and waivers."),
+    before: str | None = Query(default=None, description="Only versions numbered below this."),
+    c: Call = Depends(call),
+) -> Response:
+    """Versions of a model, newest first, a page at a time (approvals and evidence null unless asked)."""
+    page = c.run(
+        c.registry.versions,
+        name,
+        limit=_number(limit),
+        page_token=page_token,
+        with_decisions=with_decisions,
+        before=_number(before),
+        **_filters(stage, alias, tag, metric),
+    )
+    return ok({"versions": list(page), "next_page_token": page.next_page_token})
 
 
 @router.post("/models/{name}/versions", response_model=ModelVersion, status_code=201)
