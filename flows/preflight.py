@@ -62,10 +62,7 @@ def data_gate(
                 checks += 1
                 failures += _two_valued(role, df[config.target])
 
-    positive = None
-    if config.target in data.train.columns and config.task == "classification":
-        if data.train[config.target].nunique() == 2:  # otherwise two_valued has already failed
-            positive = positive_label(config, data.train[config.target])
+    positive = target_positive(config, data.train)
 
     declared_text = {
         c.name
@@ -101,6 +98,19 @@ def data_gate(
         ),
         positive,
     )
+
+
+def target_positive(config: PipelineConfig, train: pd.DataFrame) -> Any:
+    """The positive label of a two-valued training target, else None (the gate reports why).
+
+    Refuses like ``positive_label``; the retrain calls it in the flow itself, so the refusal is
+    one line rather than a failed task's traceback.
+    """
+    if config.task != "classification" or config.target not in train.columns:
+        return None
+    if train[config.target].nunique() != 2:  # two_valued fails the gate instead
+        return None
+    return positive_label(config, train[config.target])
 
 
 def positive_label(config: PipelineConfig, y: pd.Series) -> Any:

@@ -17,6 +17,7 @@ from flows.config import PipelineConfig
 from flows.data import PipelineData, load
 from flows.decide import approval_step
 from flows.outcomes import finish, refused
+from flows.preflight import target_positive
 from flows.steps import (
     evaluate,
     open_registry,
@@ -107,6 +108,7 @@ def _build(
         champion = production_version(reg, config.model_name)
     except ModelNotFound:
         champion = None  # the first retrain of this model
+    target_positive(config, data.train)  # a target it cannot score is refused here, in one line
     data_gate, positive = validate_data(config, data, _reference_schema(champion, data, config))
     if not data_gate.passed:
         log.warning("data gate failed; nothing trained or registered: %s", data_gate.message)

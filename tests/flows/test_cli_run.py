@@ -52,7 +52,7 @@ def one_line_refusal(proc: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def test_gates_failed_exits_3_quietly_on_a_temporary_server(pipeline, tmp_path: Path) -> None:
-    config = with_config(pipeline.base, gates={"metrics": {"roc_auc": {"min": 0.999}}})
+    config = with_config(pipeline.base, gates={"metrics": {"roc_auc": {"min": 0.999}}, "fairness": {"max_dp_diff": 0.5}})
     proc = govflow(
         "run", "retrain", "--config", str(config), "--json", env=temporary_server_env(tmp_path / "ph")
     )
@@ -166,7 +166,7 @@ def test_monitor_without_data_or_source_is_refused(pipeline) -> None:
 def test_a_temporary_server_that_does_not_start_is_one_line_naming_the_setting(
     pipeline, tmp_path: Path
 ) -> None:
-    config = with_config(pipeline.base, gates={"metrics": {"roc_auc": {"min": 0.999}}})
+    config = with_config(pipeline.base, gates={"metrics": {"roc_auc": {"min": 0.999}}, "fairness": {"max_dp_diff": 0.5}})
     env = dict(temporary_server_env(tmp_path / "ph"), **{STARTUP_ENV: "1"})
     one_line_refusal(
         govflow("run", "retrain", "--config", str(config), env=env), STARTUP_SETTING, STARTUP_ENV
