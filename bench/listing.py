@@ -32,12 +32,12 @@ LISTING_OPS = [
 
 
 def _listing_rows(model_id: int, start: int, n: int, at: Any) -> list[dict[str, Any]]:
-    """Versions as the API stores them: one in ten staging, a metric and two tags each."""
+    """Versions as the API stores them: one in five staging, a metric and two tags each."""
     return [
         dict(
             model_id=model_id,
             version=v,
-            stage="staging" if v % 10 == 0 else "archived",
+            stage="staging" if v % 5 == 0 else "archived",
             review_round=1,
             artifact_uri=f"file:///art/{v:064x}",
             artifact_sha256=f"{v:064x}",
@@ -163,7 +163,7 @@ def listing_section(quick: bool = False) -> str:
         "",
         f"Command: `python -m bench.registry --listing` (part of `make bench`). Machine: {os.cpu_count()} "
         "cores. SQLite in WAL on both sides, one database per side grown through the sizes. govflow is "
-        "filled by bulk insert (one version in ten staging, an `auc` metric, `team` and `tier` tags); "
+        "filled by bulk insert (one version in five staging, an `auc` metric, `team` and `tier` tags); "
         "MLflow through `create_model_version` with the same tags. Timed through the public APIs: "
         "`Registry.versions(name, limit=100, ...)` against `MlflowClient.search_model_versions(..., "
         "max_results=100)`; the next page uses each side's page token (ours a keyset, MLflow's an "
