@@ -58,9 +58,10 @@ def publish_outcome(result: dict[str, Any]) -> None:
     """The retrain's outcome as Markdown: what happened to which version, who decided, why."""
     from flows.outcomes import state_name
 
-    model, version = result["model"], result["version"]
+    model, version = result["model"], result.get("version")
+    which = f"v{version}" if version is not None else "(no version registered)"
     lines = [
-        f"# {model} v{version}: {state_name(result['outcome'])}",
+        f"# {model} {which}: {state_name(result['outcome'])}",
         "",
         f"- outcome: **{result['outcome']}**",
         f"- decided by: {result.get('approver') or '-'}",
@@ -73,5 +74,5 @@ def publish_outcome(result: dict[str, Any]) -> None:
     create_markdown_artifact(
         markdown="\n".join(lines) + "\n",
         key=artifact_key(model, "outcome"),
-        description=f"Outcome of the retrain of {model} v{version}",
+        description=f"Outcome of the retrain of {model} {which}",
     )
