@@ -144,7 +144,7 @@ def waiting(reg: Any, model: str | None = None) -> list[tuple[ModelVersion, Wait
     names = [model] if model is not None else [m.name for m in reg.models()]
     out: list[tuple[ModelVersion, Waiting | None]] = []
     for name in names:
-        staged = [v for v in reg.versions(name) if v.stage == Stage.STAGING]
+        staged = list(reg.versions(name, stage=Stage.STAGING, with_decisions=True))
         if not staged:
             continue
         events = [e for e in reg.audit_log(model=name) if e.action == WAITING]

@@ -64,6 +64,8 @@ versions = sa.Table(
         sqlite_where=sa.text("stage = 'production'"),
         postgresql_where=sa.text("stage = 'production'"),
     ),
+    # A page of one stage's versions, newest first, without scanning the model's other versions.
+    sa.Index("ix_versions_model_stage_version", "model_id", "stage", "version"),
 )
 
 datasets = sa.Table(
