@@ -59,8 +59,11 @@ def detect_format(path: Path) -> str:
     joblib extension on compressed bytes is joblib; anything else is ``file``. Nothing is loaded.
     """
     path = Path(path)
-    with open(path, "rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError as exc:  # a folder, a device, no permission, an I/O error
+        raise InvalidInput(f"artifact: {path}: cannot read: {exc.strerror or exc}", field="artifact") from exc
     if head.startswith(b"PK\x03\x04"):
         return SKOPS if _is_skops_zip(path) else FILE
     suffix = path.suffix.lower()

@@ -343,3 +343,12 @@ def test_the_schema_reaches_the_server_through_the_client(registry_server, fitte
     with pytest.raises(InvalidInput, match=r"missing \['score'\]"):
         bob.register_model("churn", model, input_example=x[["age", "income"]])
     assert [v.version for v in h.client().versions("churn")] == [1]
+
+
+def test_an_unreadable_artifact_is_one_line_not_an_os_error() -> None:
+    """Reading the head of a file that fails with an I/O error (here /proc/self/mem) is refused."""
+    from registry.errors import InvalidInput
+    from registry.serialization import detect_format
+
+    with pytest.raises(InvalidInput, match="artifact: /proc/self/mem: cannot read"):
+        detect_format(Path("/proc/self/mem"))
