@@ -153,10 +153,8 @@ def approval_step(
     # A rerun of a suspended run replays the last round asked: its answer is waiting.
     round_no, asked_before = max(asked - 1, 0), asked > 0
     note: str | None = None
+    # Checked above and after every answer; between them only this run acts on the version.
     while True:
-        elsewhere = decided_elsewhere(reg, v)
-        if elsewhere is not None:
-            return elsewhere
         remaining = int((wait.deadline - datetime.now(wait.deadline.tzinfo)).total_seconds())
         if remaining <= 0 and not asked_before:
             return _on_timeout(reg, v, flow_actor, timeout)

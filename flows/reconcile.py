@@ -139,43 +139,29 @@ def reconcile_waiting(
 ) -> list[Action]:
     """Settle or wake every version waiting for approval (of ``model``, or all)."""
     actions: list[Action] = []
+    # waiting() lists each staged version with its decisions read: no second read per version.
     for v, wait in waiting.waiting(reg, model):
-        full = reg.get_version(v.model, v.version)
         run = _read_run(wait.run_id if wait else None)
         state = run.state if run is not None else None
         if state is not None and state.is_final():
-            ended = "timed out" if "never resumed" in (state.message or "") else f"ended {state.name}"
-            why = (
-                f"approval timed out: the waiting run {ended}"
-                if ended == "timed out"
-                else f"the waiting run {ended}"
-            )
-            actions.append(_settle(reg, full, wait, run, why, config))
+            if "never resumed" in (state.message or ""):
+                why = "approval timed out: the waiting run timed out"
+            else:
+                why = f"the waiting run ended {state.name}"
+            actions.append(_settle(reg, v, wait, run, why, config))
         elif wait is not None and wait.expired():
-            actions.append(_settle(reg, full, wait, run, "approval timed out: the deadline passed", config))
+            actions.append(_settle(reg, v, wait, run, "approval timed out: the deadline passed", config))
         elif state is not None and state.is_paused():
-            approver = _fresh_approval(full, state.timestamp)
+            approver = _fresh_approval(v, state.timestamp)
             if approver is not None:
                 _resume(run, approve=True, approver=approver, reason="approved in the registry")
-                actions.append(
-                    Action(
-                        model=v.model,
-                        version=v.version,
-                        action="resumed",
-                        run_id=str(run.id),
-                        reason=f"approved by {approver} in the registry",
-                    )
-                )
+                action, reason = "resumed", f"approved by {approver} in the registry"
             else:
-                actions.append(
-                    Action(
-                        model=v.model,
-                        version=v.version,
-                        action="waiting",
-                        run_id=str(run.id),
-                        reason=f"waits until {wait.deadline.isoformat(timespec='seconds') if wait else '?'}",
-                    )
-                )
+                action = "waiting"
+                reason = f"waits until {wait.deadline.isoformat(timespec='seconds') if wait else '?'}"
+            actions.append(
+                Action(model=v.model, version=v.version, action=action, run_id=str(run.id), reason=reason)
+            )
     actions.extend(_wake_decided(reg, model))
     return actions
 
