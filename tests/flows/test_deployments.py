@@ -14,7 +14,7 @@ import pytest
 
 from flows import events
 from registry import Policy, Registry, Stage
-from tests.fixtures.prefect import wait_for
+from tests.fixtures.prefect import prefect_deploy_all, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "govflow-process"
@@ -56,18 +56,8 @@ def deployed(prefect_api: str, tmp_path_factory) -> Deployed:
         "GOVFLOW_CHECKPOINT_OUT": "",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
-    env.update(
-        settings, PREFECT_API_URL=prefect_api, PREFECT_CLI_PROMPT="false", GOVFLOW_TOKEN="s3cret-never-baked"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "prefect", "deploy", "--all"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env.update(settings, PREFECT_API_URL=prefect_api, GOVFLOW_TOKEN="s3cret-never-baked")
+    prefect_deploy_all(project, env)
     return Deployed(project, settings)
 
 

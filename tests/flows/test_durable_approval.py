@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from registry import Policy, Registry, Stage, waiting
-from tests.fixtures.prefect import wait_for
+from tests.fixtures.prefect import prefect_deploy_all, wait_for
 from tests.flows.conftest import PIPELINE_ACTOR, with_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,16 +52,7 @@ def project(prefect_api: str, tmp_path_factory) -> Path:
     (folder / "prefect.yaml").write_text(yaml.safe_dump(spec))
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, PREFECT_CLI_PROMPT="false")
-    proc = subprocess.run(
-        [sys.executable, "-m", "prefect", "deploy", "--all"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prefect_deploy_all(folder, dict(os.environ, PREFECT_API_URL=prefect_api))
     return folder
 
 
