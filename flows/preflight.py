@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from checks.data import failure_gate, stray_strings, type_drift, validate
+from checks.data import failure_gate, validate
 from checks.result import GateResult
+from checks.types import stray_strings, type_drift
 from flows.config import PipelineConfig
 from flows.data import PipelineData
 from registry.errors import InvalidInput

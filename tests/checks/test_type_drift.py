@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from checks.data import offending_values, stray_strings, type_drift, validate
+from checks.data import validate
 from checks.drift import DriftReference, drift_gate
 from checks.performance import metric_gate, score
+from checks.types import offending_values, stray_strings, type_drift
 from registry.errors import InvalidInput
 
 
