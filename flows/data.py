@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 from pyarrow import ArrowException
 
 from flows.config import PipelineConfig, SplitRule
@@ -40,10 +39,7 @@ def ensure_example(config: PipelineConfig) -> list[Path]:
     """Write the config's built-in example data where it is missing; log one line when it does."""
     written = write_example(config)
     if written:
-        try:
-            log = get_run_logger()
-        except MissingContextError:
-            log = logging.getLogger("govflow.data")
+        log = run_logger("govflow.data")
         where = os.path.commonpath([str(p.parent) for p in written])
         log.info(
             "data.example %s: wrote %d missing data files under %s", config.data.example, len(written), where
@@ -150,3 +146,19 @@ def feature_columns(config: PipelineConfig, df: pd.DataFrame) -> list[str]:
         return list(config.features)
     skip = {config.target, *config.sensitive_features}
     return [c for c in df.columns if c not in skip]
+
+
+def run_logger(name: str) -> Any:
+    """The Prefect run's logger inside a Prefect run, else the standard logger ``name``.
+
+    Prefect is looked up only when already imported, so other orchestrators never load it.
+    """
+    if "prefect" in sys.modules:
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+
+        try:
+            return get_run_logger()
+        except MissingContextError:
+            pass
+    return logging.getLogger(name)

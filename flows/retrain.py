@@ -8,15 +8,16 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from checks.result import GateReport, GateResult
+from checks.result import GateReport
 from deployments.targets import make_target
 from flows import card, events
 from flows.approval import deployed, names_actor
 from flows.artifacts import publish_card, publish_gates, publish_outcome
 from flows.config import PipelineConfig
-from flows.data import PipelineData, load
+from flows.data import load
 from flows.decide import approval_step
 from flows.outcomes import finish, refused
+from flows.pipeline import gate_report, reference_schema
 from flows.preflight import target_positive
 from flows.steps import (
     evaluate,
@@ -109,7 +110,7 @@ def _build(
     except ModelNotFound:
         champion = None  # the first retrain of this model
     target_positive(config, data.train)  # a target it cannot score is refused here, in one line
-    data_gate, positive = validate_data(config, data, _reference_schema(champion, data, config))
+    data_gate, positive = validate_data(config, data, reference_schema(champion, data, config))
     if not data_gate.passed:
         log.warning("data gate failed; nothing trained or registered: %s", data_gate.message)
         return None, GateReport(results=[data_gate]), champion
@@ -122,17 +123,6 @@ def _build(
     report = run_gates(reg, config, v, data, preds, data_gate, champion, actor)
     publish_gates(v.model, v.version, report)
     return v, report, champion
-
-
-def _reference_schema(
-    champion: ModelVersion | None, data: PipelineData, config: PipelineConfig
-) -> dict[str, str] | None:
-    """Column types the training data is held to: the production model's inputs, else the reference file's."""
-    if champion is not None and champion.input_schema:
-        return {c.name: c.dtype for c in champion.input_schema}
-    if config.data.reference is not None:
-        return {str(c): str(t) for c, t in data.reference.dtypes.items()}
-    return None
 
 
 def _data_gate_failed(config: PipelineConfig, report: GateReport) -> dict[str, Any]:
@@ -191,25 +181,3 @@ def own_version(reg: Registry, name: str) -> ModelVersion | None:
         if v.lineage.run.flow_run_id == str(run_id):
             return reg.get_version(name, v.version)
     return None
-
-
-def gate_report(v: ModelVersion) -> GateReport:
-    """The gate report rebuilt from the version's evidence (the latest result per gate)."""
-    latest: dict[str, GateResult] = {}
-    for e in v.evidence:
-        if e.gate.startswith("monitor."):
-            continue
-        details = dict(e.details)
-        message = str(details.pop("message", ""))
-        duration = details.pop("duration", 0.0)
-        latest[e.gate] = GateResult(
-            name=e.gate,
-            passed=e.passed,
-            metric=str(details.get("metric", e.gate)),
-            value=e.value,
-            threshold=e.threshold,
-            details=details,
-            duration=float(duration) if isinstance(duration, int | float) else 0.0,
-            message=message,
-        )
-    return GateReport(results=list(latest.values()))

@@ -1,70 +1,36 @@
-"""Prefect tasks shared by the flows: thin wrappers over registry/ and checks/."""
+"""Prefect tasks shared by the flows: the stages of ``flows.pipeline`` as tasks."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from checks.champion import champion_gate
-from checks.drift import DriftReference
-from checks.fairness import fairness_gate
-from checks.performance import metric_gate, score
-from checks.result import GateReport, GateResult
-from flows import preflight, training
+from flows import pipeline
 from flows.config import PipelineConfig
-from flows.data import PipelineData, feature_columns
-from flows.lineage import code_ref
-from registry.entities import Lineage, ModelVersion, RunRef
-from registry.errors import AliasNotFound
+from flows.data import PipelineData
+from flows.pipeline import open_registry, production_version, split_tags, write_card
+from registry.entities import ModelVersion, RunRef
 from registry.registry import Registry
 
+__all__ = [
+    "evaluate",
+    "open_registry",
+    "production_version",
+    "register_version",
+    "run_gates",
+    "split_tags",
+    "train_model",
+    "validate_data",
+    "write_card",
+]
 
-def open_registry(config: PipelineConfig) -> Registry:
-    """The registry the config names, else the GOVFLOW_* environment's."""
-    policy = config.resolve(config.policy)
-    return Registry(url=config.registry_url, artifact_root=config.artifact_root, policy=policy)
-
-
-@task(name="validate-data", cache_policy=NO_CACHE)
-def validate_data(
-    config: PipelineConfig, data: PipelineData, reference_schema: dict[str, str] | None = None
-) -> tuple[GateResult, Any]:
-    """The data gate (preflight checks and the contract) and the target's positive label."""
-    return preflight.data_gate(config, data, reference_schema)
-
-
-@task(name="train", cache_policy=NO_CACHE)
-def train_model(config: PipelineConfig, data: PipelineData) -> Any:
-    """Fit the configured estimator on the training rows."""
-    features = feature_columns(config, data.train)
-    return training.train(config.estimator, data.train[features], data.train[config.target])
-
-
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(
-    config: PipelineConfig, model: Any, data: PipelineData
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metrics on the eval rows for every metric the gates name, and the raw predictions."""
-    features = feature_columns(config, data.eval)
-    preds = training.predictions(model, data.eval[features], config.task, positive=data.positive_label)
-    metrics: dict[str, float] = {}
-    for name in config.gates.metrics:
-        metrics[name] = score(
-            data.eval[config.target], training.metric_input(preds, name), name, pos_label=_pos(data)
-        )
-    return metrics, preds
-
-
-def _pos(data: PipelineData) -> Any:
-    # Regression has no positive label; the metric functions' default then applies.
-    return 1 if data.positive_label is None else data.positive_label
+validate_data = task(name="validate-data", cache_policy=NO_CACHE)(pipeline.validate_data)
+train_model = task(name="train", cache_policy=NO_CACHE)(pipeline.train_model)
+evaluate = task(name="evaluate", cache_policy=NO_CACHE)(pipeline.evaluate)
+run_gates = task(name="gates", cache_policy=NO_CACHE)(pipeline.run_gates)
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -76,128 +42,8 @@ def register_version(
     metrics: dict[str, float],
     actor: str,
 ) -> ModelVersion:
-    """Register the model with lineage, input schema and the drift reference of its training data."""
-    features = feature_columns(config, data.train)
-    reference = DriftReference.fit(data.reference[features])
+    """Register the model; its lineage names this flow run (how a resumed run finds it again)."""
     run_id = flow_run.get_id()
-    lineage = Lineage(
-        datasets=data.datasets,
-        code=code_ref(),
-        run=RunRef(flow_run_id=str(run_id) if run_id else None, flow_name=flow_run.get_flow_name()),
-    )
-    params = json.loads(json.dumps(config.estimator.params, default=str))
-    return reg.register_model(
-        config.model_name,
-        model,
-        actor=actor,
-        metrics=metrics,
-        params={k: v for k, v in params.items() if isinstance(v, str | int | float | bool) or v is None},
-        tags={
-            "task": config.task,
-            "estimator": config.estimator.import_path,
-            **split_tags(config, data),
-            **({"positive_label": str(data.positive_label)} if data.positive_label is not None else {}),
-        },
-        lineage=lineage,
-        input_schema=training.input_schema(data.train[features]),
-        drift_reference=reference.model_dump(mode="json"),
-    )
+    run = RunRef(flow_run_id=str(run_id) if run_id else None, flow_name=flow_run.get_flow_name())
+    return pipeline.register_version(reg, config, model, data, metrics, actor, run)
 
-
-def split_tags(config: PipelineConfig, data: PipelineData | None = None) -> dict[str, str]:
-    """The split rule as tags, so evidence packs can show how eval rows were held out.
-
-    Each side's rows also have their own lineage record (``flows.data.describe_split``); the
-    tags add the rule's settings and the digest of the whole file that was split.
-    """
-    if config.data.path is None:
-        return {"split": "separate train and eval files"}
-    rule = config.data.split
-    tags = {
-        "split": f"shuffle with seed {rule.seed}, hold out {rule.eval_fraction:g} for eval",
-        "split_seed": str(rule.seed),
-        "split_eval_fraction": f"{rule.eval_fraction:g}",
-    }
-    if data is not None and data.source_sha256:
-        tags["split_source_sha256"] = data.source_sha256
-    return tags
-
-
-def production_version(reg: Registry, name: str) -> ModelVersion | None:
-    """The version now in production, or None."""
-    try:
-        return reg.get(f"{name}@production")
-    except AliasNotFound:
-        return None
-
-
-@task(name="gates", cache_policy=NO_CACHE)
-def run_gates(
-    reg: Registry,
-    config: PipelineConfig,
-    version: ModelVersion,
-    data: PipelineData,
-    preds: dict[str, np.ndarray],
-    data_gate: GateResult,
-    champion: ModelVersion | None,
-    actor: str,
-) -> GateReport:
-    """Run metric, fairness and champion gates and attach every result as evidence."""
-    y = data.eval[config.target]
-    pos = _pos(data)
-    results = [data_gate]
-    for name, bound in config.gates.metrics.items():
-        results.append(
-            metric_gate(
-                y, training.metric_input(preds, name), name, min=bound.min, max=bound.max, pos_label=pos
-            )
-        )
-    if config.gates.fairness is not None:  # config load guarantees sensitive_features with it
-        spec = config.gates.fairness
-        results.append(
-            fairness_gate(
-                y,
-                preds["pred"],
-                data.eval[config.sensitive_features],
-                max_dp_diff=spec.max_dp_diff,
-                max_eo_diff=spec.max_eo_diff,
-                min_group_size=spec.min_group_size,
-                pos_label=pos,
-            )
-        )
-    if config.gates.champion is not None:
-        spec = config.gates.champion
-        challenger_score = score(y, training.metric_input(preds, spec.metric), spec.metric, pos_label=pos)
-        champion_score = None
-        if champion is not None:
-            old = reg.load_model(f"{champion.model}/{champion.version}")
-            features = [c.name for c in champion.input_schema] or feature_columns(config, data.eval)
-            old_preds = training.predictions(
-                old, data.eval[features], config.task, positive=data.positive_label
-            )
-            champion_score = score(
-                y, training.metric_input(old_preds, spec.metric), spec.metric, pos_label=pos
-            )
-        results.append(champion_gate(challenger_score, champion_score, spec.margin, metric=spec.metric))
-    for r in results:
-        details = {**r.details, "message": r.message, "duration": r.duration}
-        reg.add_evidence(
-            version.model,
-            version.version,
-            gate=r.name,
-            passed=r.passed,
-            value=r.value,
-            threshold=r.threshold,
-            details=details,
-            actor=actor,
-        )
-    return GateReport(results=results)
-
-
-def write_card(name: str, version: int, markdown: str) -> Path:
-    """Write the model card under ``.govflow/cards`` (or ``GOVFLOW_CARDS``), returning its path."""
-    folder = Path(os.environ.get("GOVFLOW_CARDS", ".govflow/cards"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-v{version}.md"
-    path.write_text(markdown, encoding="utf-8")
-    return path
