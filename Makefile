@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo cluster-demo test soak fuzz mutate bench lint clean
+.PHONY: install demo cluster-demo test soak fuzz mutate bench lint clean install-airflow test-airflow airflow-demo
 
 install: $(STAMP)
 
@@ -26,6 +26,29 @@ cluster-demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# Airflow 3 in an environment of its own: Airflow pins FastAPI below the range Prefect needs, so
+# it holds govflow without Prefect (the DAGs never import it). See docs/airflow.md.
+AF_VENV := .venv-airflow
+AF_BIN := $(AF_VENV)/bin
+AF_STAMP := $(AF_VENV)/.installed
+
+install-airflow: $(AF_STAMP)
+
+$(AF_STAMP): pyproject.toml
+	test -x $(AF_BIN)/python || $(PY) -m venv $(AF_VENV)
+	$(AF_BIN)/python -m pip install --quiet --upgrade pip
+	$(AF_BIN)/python govflow/airflow/requirements.py > $(AF_VENV)/requirements.txt
+	$(AF_BIN)/python -m pip install --quiet -r $(AF_VENV)/requirements.txt
+	$(AF_BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(AF_STAMP)
+
+# A real Airflow (api-server, scheduler, dag-processor) on loopback, answered through its REST API.
+test-airflow: install-airflow
+	GOVFLOW_AIRFLOW_TESTS=1 $(AF_BIN)/python -m pytest tests/airflow --confcutdir=tests/airflow -p no:cacheprovider
+
+airflow-demo: install-airflow
+	$(AF_BIN)/python -m govflow.airflow.demo
+
 # Long profiles: the crash matrix with 100 kills per backend, the fuzzers with 10,000 examples.
 soak: install
 	GOVFLOW_SOAK_KILLS=100 $(BIN)/python -m pytest tests/reliability -k crash --timeout=0 -s
@@ -47,4 +70,4 @@ lint: install
 	$(BIN)/ruff check registry checks flows deployments govflow tests bench
 
 clean:
-	rm -rf $(VENV) .govflow
+	rm -rf $(VENV) $(AF_VENV) .govflow

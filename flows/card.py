@@ -49,17 +49,21 @@ def lineage(version: ModelVersion) -> str:
     return "\n".join(out)
 
 
+FORM_HOW = "Leaving the form as it is **rejects**: switch *Approve* on, give your name and a reason."
+
+
 def approval_description(
-    version: ModelVersion, report: GateReport, champion: ModelVersion | None, note: str | None = None
+    version: ModelVersion,
+    report: GateReport,
+    champion: ModelVersion | None,
+    note: str | None = None,
+    how: str = FORM_HOW,
 ) -> str:
-    """What the approver reads above the form."""
+    """What the approver reads above the form; ``how`` says how to answer in this channel."""
     head = f"## Approve {version.model} v{version.version} for production?\n\n"
     if note:
         head += f"> **{note}**\n\n"
-    head += (
-        f"Registered by **{version.registered_by}**, who may not approve it. "
-        "Leaving the form as it is **rejects**: switch *Approve* on, give your name and a reason.\n\n"
-    )
+    head += f"Registered by **{version.registered_by}**, who may not approve it. {how}\n\n"
     return (
         head
         + "### Gates\n\n"

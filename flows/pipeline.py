@@ -23,7 +23,7 @@ from flows.config import PipelineConfig
 from flows.data import PipelineData, feature_columns
 from flows.lineage import code_ref
 from registry.entities import Lineage, ModelVersion, RunRef
-from registry.errors import AliasNotFound
+from registry.errors import AliasNotFound, NotFound
 from registry.registry import Registry
 
 
@@ -227,3 +227,15 @@ def gate_report(v: ModelVersion) -> GateReport:
             message=message,
         )
     return GateReport(results=list(latest.values()))
+
+
+def run_version(reg: Registry, name: str, run_id: str) -> ModelVersion | None:
+    """The version the orchestrator run ``run_id`` registered, if any (a rerun must not register twice)."""
+    try:
+        recent = reg.versions(name, limit=100)
+    except NotFound:
+        return None
+    for v in recent:
+        if v.lineage.run.flow_run_id == run_id:
+            return reg.get_version(name, v.version)
+    return None

@@ -17,7 +17,7 @@ from flows.config import PipelineConfig
 from flows.data import load
 from flows.decide import approval_step
 from flows.outcomes import finish, refused
-from flows.pipeline import gate_report, reference_schema
+from flows.pipeline import gate_report, reference_schema, run_version
 from flows.preflight import target_positive
 from flows.steps import (
     evaluate,
@@ -30,7 +30,7 @@ from flows.steps import (
     write_card,
 )
 from registry.entities import ModelVersion
-from registry.errors import GovflowError, ModelNotFound, NotFound
+from registry.errors import GovflowError, ModelNotFound
 from registry.registry import Registry
 from registry.stages import Stage
 
@@ -171,13 +171,4 @@ def _promote(
 def own_version(reg: Registry, name: str) -> ModelVersion | None:
     """The version this flow run registered before it was suspended, if any."""
     run_id = flow_run.get_id()
-    if not run_id:
-        return None
-    try:
-        recent = reg.versions(name, limit=100)
-    except NotFound:
-        return None
-    for v in recent:
-        if v.lineage.run.flow_run_id == str(run_id):
-            return reg.get_version(name, v.version)
-    return None
+    return run_version(reg, name, str(run_id)) if run_id else None
