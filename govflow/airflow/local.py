@@ -137,6 +137,9 @@ class LocalAirflow:
             "SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
             # the HITL response-timeout sweep runs on this interval
             "SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
+            # a task's supervisor waits up to this long for its sockets after the task exits; at the
+            # default 5 s a parked HITL task is reported to the scheduler seconds late (see wait_hitl)
+            "WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
             "DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
@@ -280,7 +283,8 @@ class LocalAirflow:
         Airflow 3.3.2 fails a HITL task answered before the scheduler has read the executor event of
         its parking (the resumed try shares the key of the parked one and the late event drops it from
         the executor). A person never answers that fast; a test does, so it waits for the scheduler's
-        "TaskInstance Finished ... state=awaiting_input" line first.
+        "TaskInstance Finished ... state=awaiting_input" line first. Returns at once, too, when the task
+        has already left awaiting_input (answered or timed out meanwhile).
         """
         deadline = time.monotonic() + timeout
         api.wait_task(dag_id, run_id, task_id, {"awaiting_input"}, timeout)
@@ -291,6 +295,8 @@ class LocalAirflow:
             for line in self.log_tail("scheduler", 2_000_000).splitlines():
                 if "TaskInstance Finished" in line and mark in line and "state=awaiting_input," in line:
                     return detail
+            if api.task_states(dag_id, run_id).get(task_id) != "awaiting_input":
+                return detail
             time.sleep(0.3)
         raise AirflowError(f"wait for {dag_id}/{run_id}/{task_id} to park", None, f"not seen in {timeout:g}s")
 

@@ -13,7 +13,7 @@ DAGS = textwrap.dedent(
     from datetime import datetime, timedelta
 
     from airflow.providers.standard.operators.hitl import ApprovalOperator
-    from airflow.sdk import dag, task
+    from airflow.sdk import Asset, dag, task
 
 
     def approval_dag(dag_id, response_timeout=None, defaults="Reject"):
@@ -40,8 +40,8 @@ DAGS = textwrap.dedent(
 
 
     approval_dag("hitl_probe")
-    approval_dag("hitl_timeout", response_timeout=timedelta(seconds=3))
-    approval_dag("hitl_timeout_approve", response_timeout=timedelta(seconds=3), defaults="Approve")
+    approval_dag("hitl_timeout", response_timeout=timedelta(seconds=5))
+    approval_dag("hitl_timeout_approve", response_timeout=timedelta(seconds=5), defaults="Approve")
 
 
     @dag(dag_id="trivial", schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
@@ -54,9 +54,41 @@ DAGS = textwrap.dedent(
 
 
     trivial()
+
+    signal = Asset("govflow://probe/signal")
+
+
+    @dag(dag_id="asset_producer", schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
+    def asset_producer():
+        @task(outlets=[signal])
+        def emit():
+            return "emitted"
+
+        emit()
+
+
+    @dag(dag_id="asset_consumer", schedule=[signal], start_date=datetime(2024, 1, 1), catchup=False)
+    def asset_consumer():
+        @task
+        def got():
+            return "got"
+
+        got()
+
+
+    asset_producer()
+    asset_consumer()
     """
 )
 
+DAG_IDS = (
+    "hitl_probe",
+    "hitl_timeout",
+    "hitl_timeout_approve",
+    "trivial",
+    "asset_producer",
+    "asset_consumer",
+)
 USERS = {"alice": "user", "bob": "user", "vera": "viewer"}
 TIMINGS: dict[str, float] = {}
 
@@ -69,7 +101,7 @@ def airflow(tmp_path_factory):
     started = time.monotonic()
     with LocalAirflow(home, dags, USERS) as af:
         TIMINGS["start"] = time.monotonic() - started
-        for dag_id in ("hitl_probe", "hitl_timeout", "hitl_timeout_approve", "trivial"):
+        for dag_id in DAG_IDS:
             af.wait_dag(dag_id, timeout=90)
         TIMINGS["start+parse"] = time.monotonic() - started
         yield af
@@ -103,6 +135,24 @@ def test_trivial_run_succeeds(airflow):
         TIMINGS["trivial run"] = time.monotonic() - started
         assert state == "success", _explain(api, "trivial", run_id)
         assert api.xcom("trivial", run_id, "one") == 1
+
+
+def test_asset_event_starts_the_consumer(airflow):
+    with airflow.client("alice") as alice:
+        run_id = alice.trigger("asset_producer")
+        assert alice.wait_run("asset_producer", run_id) == "success", _explain(
+            alice, "asset_producer", run_id
+        )
+        (event,) = alice.asset_events(source_dag_id="asset_producer", source_run_id=run_id)
+        assert event["uri"] == "govflow://probe/signal"
+        assert event["source_task_id"] == "emit"
+        deadline = time.monotonic() + 90
+        consumed = []
+        while not consumed and time.monotonic() < deadline:
+            consumed = [r for r in alice.runs("asset_consumer") if r["run_type"] == "asset_triggered"]
+            time.sleep(0.5)
+        assert len(consumed) == 1, alice.runs("asset_consumer")
+        assert alice.wait_run("asset_consumer", consumed[0]["dag_run_id"]) == "success"
 
 
 def test_approve_by_another_user_over_rest(airflow):
@@ -153,7 +203,7 @@ def test_response_timeout_writes_defaults(airflow):
     with airflow.client("alice") as alice:
         run_id = alice.trigger("hitl_timeout")
         _wait_request(airflow, alice, "hitl_timeout", run_id)
-        # nobody answers: the scheduler's sweep applies the defaults after 3 s
+        # nobody answers: the scheduler's sweep applies the defaults after 5 s
         assert alice.wait_run("hitl_timeout", run_id, timeout=120) == "success", _explain(
             alice, "hitl_timeout", run_id
         )
