@@ -52,7 +52,6 @@ def retrain_dag(
         schedule=schedule,
         start_date=START,
         catchup=False,
-        max_active_runs=1,
         tags=["govflow", name],
         doc_md=f"Retrain **{name}** from `{config_path}` and ask for approval before production.",
     ) as dag:
