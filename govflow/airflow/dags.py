@@ -144,7 +144,8 @@ def monitor_dag(config_path: str, *, dag_id: str | None = None, schedule: Any = 
         def signal(found: dict[str, Any]) -> dict[str, Any]:
             if found["verdict"] != "act":
                 raise AirflowSkipException(f"drift verdict {found['verdict']}: no rollback asked")
-            extra = drift.event_extra(found)
+            run = _run()
+            extra = drift.event_extra(found, run.run_id, run.triggered_by)
             get_current_context()["outlet_events"][asset].extra = extra
             return extra
 

@@ -56,10 +56,14 @@ def _retrain(af: LocalAirflow, trigger: str, answer: str, option: str) -> tuple[
         return responder.xcom(dag_id, run_id, "outcome"), time.monotonic() - started
 
 
-def _trail(tale: story.Story, model: str, version: int) -> None:
+DECISIONS = ("version.approved", "version.rejected", "version.promoted", "model.deployed")
+
+
+def _trail(tale: story.Story, model: str, version: int, only: tuple[str, ...] = ()) -> None:
+    """The registry's audit events for one version (``only`` these actions, if given)."""
     with closing(tale.registry()) as reg:
         for e in reg.audit_log(model=model):
-            if e.version == version:
+            if e.version == version and (not only or e.action in only):
                 via = e.payload.get("channel") or ""
                 _say(f"    {e.at:%H:%M:%S}  {e.action:<22} {e.actor:<18} {via}")
 
@@ -81,7 +85,7 @@ def main(folder: Path | None = None) -> int:
 
         _say("\n1. A retrain approved by another Airflow user")
         out, took = _retrain(af, "alice", "bob", "Approve")
-        _say(f"  outcome: {out['outcome']} {model} v{out['version']}, approver {out['approver']} ({took:.1f} s answer → production)")
+        _say(f"  outcome: {out['outcome']} {model} v{out['version']}, approver {out['approver']} ({took:.1f} s from the answer to the run's end, deployed)")
         _say("  the registry's audit trail for it:")
         _trail(tale, model, out["version"])
         first = out["version"]
@@ -89,6 +93,7 @@ def main(folder: Path | None = None) -> int:
         _say("\n2. The registrant approves her own version")
         out, _ = _retrain(af, "alice", "alice", "Approve")
         _say(f"  outcome: {out['outcome']}: {out['reason']}")
+        _trail(tale, model, out["version"], DECISIONS)
 
         _say("\n3. A second approved version, then drift")
         out, _ = _retrain(af, "alice", "bob", "Approve")

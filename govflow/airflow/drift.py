@@ -42,14 +42,27 @@ def monitor(config_path: str, data_path: str | None = None) -> dict[str, Any]:
         reg.close()
 
 
-def event_extra(found: dict[str, Any]) -> dict[str, Any]:
-    """What the drift asset event carries: model, version and why."""
+def event_extra(found: dict[str, Any], run_id: str | None = None, triggered_by: str | None = None) -> dict[str, Any]:
+    """What the drift asset event carries: model, version, and why, naming the monitor run,
+    who started it and the data it read (a person can start the monitor on data of their choice)."""
+    origin = ", ".join(
+        part
+        for part in (
+            f"monitor run {run_id}" if run_id else "",
+            f"triggered by {triggered_by}" if triggered_by else "",
+            f"data {found.get('data')}" if found.get("data") else "",
+        )
+        if part
+    )
+    why = f"drift detected by the monitor: {found.get('message') or found.get('reason')}"
     return {
         "model": found["model"],
         "version": found["version"],
-        "reason": f"drift detected by the monitor: {found.get('message') or found.get('reason')}",
+        "reason": f"{why} ({origin})" if origin else why,
         "psi": found.get("psi"),
         "data": found.get("data"),
+        "monitor_run": run_id,
+        "triggered_by": triggered_by,
     }
 
 

@@ -163,9 +163,12 @@ def test_drift_rolls_back_once_and_only_on_the_registrys_own_evidence(tale: stor
         drift.rollback(path, [{**forged, "version": str(live)}])
     found = drift.monitor(path, str(tale.drifted))
     assert found["verdict"] == "act" and found["version"] == live
-    extra = drift.event_extra(found)
+    extra = drift.event_extra(found, "manual__monitor", "dave")
+    assert "monitor run manual__monitor, triggered by dave, data " in extra["reason"]
     done = drift.rollback(path, [extra, extra])
     assert [d["outcome"] for d in done] == ["rolled-back", "ignored"]  # once per episode
     assert done[0]["restored"] == first["version"] and done[0]["deployed"]["version"] == first["version"]
     with closing(tale.registry()) as reg:
         assert reg.get(f"{model}@production").version == first["version"]
+        rolled = [e for e in reg.audit_log(model=model) if e.action == "model.rolled_back"][-1]
+        assert "triggered by dave" in rolled.payload["reason"]
