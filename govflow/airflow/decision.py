@@ -13,27 +13,15 @@ from typing import Any
 
 from deployments.targets import make_target
 from flows import card, pipeline
-from flows.config import PipelineConfig
+from govflow.airflow.stages import champion, open_config
 from registry import identity, waiting
 from registry.entities import ModelVersion
-from registry.errors import ApprovalRequired, Forbidden, GateFailed, InvalidInput, ModelNotFound, Refused
+from registry.errors import ApprovalRequired, Forbidden, GateFailed, InvalidInput, Refused
 from registry.registry import Registry
 from registry.stages import Stage
 
 CHANNEL = "airflow-hitl"
 APPROVE, REJECT = "Approve", "Reject"
-
-
-def _open(config_path: str) -> tuple[PipelineConfig, Registry]:
-    config = PipelineConfig.load(config_path)
-    return config, pipeline.open_registry(config)
-
-
-def _champion(reg: Registry, name: str) -> ModelVersion | None:
-    try:
-        return pipeline.production_version(reg, name)
-    except ModelNotFound:
-        return None
 
 
 def how_to_answer(registrant: str, timeout: int) -> str:
@@ -51,7 +39,7 @@ def request(config_path: str, run_id: str, registered: dict[str, Any]) -> dict[s
     The wait is recorded in the registry (``run.waiting``), so ``govflow reconcile`` settles the
     version if Airflow never answers.
     """
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         v = reg.get_version(registered["model"], registered["version"])
         timeout = config.approval_timeout or reg.policy.approval_timeout_seconds
@@ -61,7 +49,7 @@ def request(config_path: str, run_id: str, registered: dict[str, Any]) -> dict[s
         body = card.approval_description(
             v,
             pipeline.gate_report(v),
-            _champion(reg, v.model),
+            champion(reg, v.model),
             how=how_to_answer(v.registered_by, timeout),
         )
         return {
@@ -99,7 +87,7 @@ def _outcome(v: ModelVersion, outcome: str, approver: str | None, reason: str) -
 
 def promote(config_path: str, run_id: str, registered: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
     """Record the answer as the responder's decision and promote on an accepted approval."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         v = reg.get_version(registered["model"], registered["version"])
         if v.stage != Stage.STAGING:  # decided in the registry while Airflow waited
@@ -143,7 +131,7 @@ def promote(config_path: str, run_id: str, registered: dict[str, Any], answer: d
 
 def deploy(config_path: str, promoted: dict[str, Any]) -> dict[str, Any]:
     """Deploy the promoted version through the config's target, as its approver."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         done = make_target(config.deploy).deploy(
             reg, promoted["model"], promoted["version"], actor=promoted["approver"]
@@ -155,7 +143,7 @@ def deploy(config_path: str, promoted: dict[str, Any]) -> dict[str, Any]:
 
 def model_card(config_path: str, model: str, version: int) -> str:
     """Write the version's model card (as the Prefect flow does) and return its path."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         final = reg.get_version(model, version)
         markdown = card.model_card(final, pipeline.gate_report(final))

@@ -62,12 +62,13 @@ class RunInfo:
         return folder
 
 
-def _open(config_path: str) -> tuple[PipelineConfig, Registry]:
+def open_config(config_path: str) -> tuple[PipelineConfig, Registry]:
     config = PipelineConfig.load(config_path)
     return config, pipeline.open_registry(config)
 
 
-def _champion(reg: Registry, name: str) -> ModelVersion | None:
+def champion(reg: Registry, name: str) -> ModelVersion | None:
+    """The version in production, None before the first promotion."""
     try:
         return pipeline.production_version(reg, name)
     except ModelNotFound:
@@ -98,13 +99,13 @@ def _data(config: PipelineConfig, validated: dict[str, Any]) -> PipelineData:
 
 def validate(config_path: str) -> dict[str, Any]:
     """The data gate; a failure stops the run before training, with nothing registered."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         data = load(config)
-        champion = _champion(reg, config.model_name)
+        live = champion(reg, config.model_name)
         target_positive(config, data.train)
         gate, positive = pipeline.validate_data(
-            config, data, pipeline.reference_schema(champion, data, config)
+            config, data, pipeline.reference_schema(live, data, config)
         )
         return {
             "passed": gate.passed,
@@ -136,7 +137,7 @@ def _model(reg: Registry, trained: dict[str, Any]) -> Any:
 
 def evaluate(config_path: str, validated: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     """Score the model on the eval rows for every metric the gates name."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         metrics, _ = pipeline.evaluate(config, _model(reg, trained), _data(config, validated))
         return {"metrics": metrics}
@@ -148,7 +149,7 @@ def register(
     config_path: str, run: RunInfo, validated: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]
 ) -> dict[str, Any]:
     """Register the version under the registrant; a retried task finds the one it registered."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         v = pipeline.run_version(reg, config.model_name, run.ref().flow_run_id or "")
         if v is None:
@@ -169,14 +170,14 @@ def gates(
     registered: dict[str, Any],
 ) -> dict[str, Any]:
     """Run every gate, keep the results as evidence, and stage the version when all pass."""
-    config, reg = _open(config_path)
+    config, reg = open_config(config_path)
     try:
         v = reg.get_version(registered["model"], registered["version"])
         data = _data(config, validated)
         _, preds = pipeline.evaluate(config, _model(reg, trained), data)
-        champion = _champion(reg, v.model)
+        live = champion(reg, v.model)
         data_gate = GateResult.model_validate(validated["gate"])
-        report = pipeline.run_gates(reg, config, v, data, preds, data_gate, champion, v.registered_by)
+        report = pipeline.run_gates(reg, config, v, data, preds, data_gate, live, v.registered_by)
         if report.passed and reg.get_version(v.model, v.version).stage == Stage.DEVELOPMENT:
             reg.transition(v.model, v.version, Stage.STAGING, actor=v.registered_by, reason="gates passed")
         failed = [r.name for r in report.failed]
