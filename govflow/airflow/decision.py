@@ -15,10 +15,11 @@ from deployments.targets import make_target
 from flows import card, pipeline
 from govflow.airflow.stages import champion, open_config
 from registry import identity, waiting
-from registry.entities import ModelVersion
+from registry.entities import Decision, ModelVersion
 from registry.errors import ApprovalRequired, Forbidden, GateFailed, InvalidInput, Refused
 from registry.registry import Registry
 from registry.stages import Stage
+from registry.validate import same_actor
 
 CHANNEL = "airflow-hitl"
 APPROVE, REJECT = "Approve", "Reject"
@@ -81,6 +82,18 @@ def _reject(reg: Registry, v: ModelVersion, reason: str, by: str | None = None) 
         return reg.reject(v.model, v.version, reason=reason, actor=v.registered_by).actor
 
 
+def _approved_by(v: ModelVersion, user: str, where: str) -> bool:
+    """Whether ``user`` already approved ``v`` in this review, answering this same Airflow run."""
+    return any(
+        a.current
+        and a.decision == Decision.APPROVE
+        and a.channel == CHANNEL
+        and same_actor(a.actor, user)
+        and a.reason == f"approved in {where}"
+        for a in v.approvals
+    )
+
+
 def _outcome(v: ModelVersion, outcome: str, approver: str | None, reason: str) -> dict[str, Any]:
     return {"model": v.model, "version": v.version, "outcome": outcome, "approver": approver, "reason": reason}
 
@@ -108,8 +121,10 @@ def promote(config_path: str, run_id: str, registered: dict[str, Any], answer: d
             why = f"rejected by {user} in {where}"
             return _outcome(v, "rejected", _reject(reg, v, why, by=user), why)
         try:
-            with identity.acting(channel=CHANNEL):
-                reg.approve(v.model, v.version, actor=user, reason=f"approved in {where}")
+            # A retried promote task finds the approval it recorded and goes on to the promotion.
+            if not _approved_by(v, user, where):
+                with identity.acting(channel=CHANNEL):
+                    reg.approve(v.model, v.version, actor=user, reason=f"approved in {where}")
         except (Refused, InvalidInput, Forbidden) as exc:
             why = f"approval by {user} refused: {exc}"
             _reject(reg, v, why)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from govflow.airflow import decision, drift, stages, story
+from registry import identity
 from registry.entities import Decision
 from registry.errors import InvalidInput
 from registry.stages import Stage
@@ -70,6 +71,22 @@ def test_approval_by_another_user_promotes_with_that_user_on_the_airflow_channel
         assert v.lineage.run.flow_run_id == "manual__approve"
         assert v.lineage.run.flow_name == "airflow:govflow_retrain_main"
     assert decision.deploy(str(tale.configs["main"]), out)["version"] == reg_v["version"]
+
+
+def test_a_retried_promote_task_goes_on_from_the_approval_it_recorded(tale: story.Story) -> None:
+    path = str(tale.configs["strict"]).replace("strict", "timeout")
+    reg_v = _build(tale, "timeout", "manual__retried")["registered"]
+    with closing(tale.registry()) as reg, identity.acting(channel="airflow-hitl"):
+        # The first try recorded bob's approval, then died before promoting.
+        reg.approve(reg_v["model"], reg_v["version"], actor="bob", reason="approved in Airflow run manual__retried")
+    out = decision.promote(path, "manual__retried", reg_v, _answer("Approve", "bob"))
+    assert out["outcome"] == "promoted" and out["approver"] == "bob"
+    # The same approval answering another run is not taken for this one's: bob may not decide twice.
+    again = _build(tale, "timeout", "manual__other")["registered"]
+    with closing(tale.registry()) as reg, identity.acting(channel="airflow-hitl"):
+        reg.approve(again["model"], again["version"], actor="bob", reason="approved in Airflow run manual__x")
+    out = decision.promote(path, "manual__other", again, _answer("Approve", "bob"))
+    assert out["outcome"] == "rejected" and "already decided" in out["reason"]
 
 
 @pytest.mark.parametrize("spoof", ["alice", "ALICE", "ａｌｉｃｅ"])
@@ -159,7 +176,7 @@ def test_drift_rolls_back_once_and_only_on_the_registrys_own_evidence(tale: stor
     assert drift.rollback(path, [forged])[0]["outcome"] == "ignored"
     with pytest.raises(InvalidInput, match="model: the drift event names 'credit-risk'"):
         drift.rollback(path, [{**forged, "model": "credit-risk"}])
-    with pytest.raises(InvalidInput, match="version: '2' is not an integer"):
+    with pytest.raises(InvalidInput, match=f"version: '{live}' is not an integer"):
         drift.rollback(path, [{**forged, "version": str(live)}])
     found = drift.monitor(path, str(tale.drifted))
     assert found["verdict"] == "act" and found["version"] == live
