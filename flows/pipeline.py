@@ -229,13 +229,14 @@ def gate_report(v: ModelVersion) -> GateReport:
     return GateReport(results=list(latest.values()))
 
 
-def run_version(reg: Registry, name: str, run_id: str) -> ModelVersion | None:
-    """The version the orchestrator run ``run_id`` registered, if any (a rerun must not register twice)."""
+def run_version(reg: Registry, name: str, run: RunRef) -> ModelVersion | None:
+    """The version the orchestrator run ``run`` (its id and flow) registered, if any: a rerun
+    must not register twice."""
     try:
         recent = reg.versions(name, limit=100)
     except NotFound:
         return None
     for v in recent:
-        if v.lineage.run.flow_run_id == run_id:
+        if v.lineage.run.flow_run_id == run.flow_run_id and v.lineage.run.flow_name == run.flow_name:
             return reg.get_version(name, v.version)
     return None

@@ -29,7 +29,7 @@ from flows.steps import (
     validate_data,
     write_card,
 )
-from registry.entities import ModelVersion
+from registry.entities import ModelVersion, RunRef
 from registry.errors import GovflowError, ModelNotFound
 from registry.registry import Registry
 from registry.stages import Stage
@@ -171,4 +171,6 @@ def _promote(
 def own_version(reg: Registry, name: str) -> ModelVersion | None:
     """The version this flow run registered before it was suspended, if any."""
     run_id = flow_run.get_id()
-    return run_version(reg, name, str(run_id)) if run_id else None
+    if not run_id:
+        return None
+    return run_version(reg, name, RunRef(flow_run_id=str(run_id), flow_name=flow_run.get_flow_name()))

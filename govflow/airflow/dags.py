@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from flows.config import PipelineConfig
@@ -79,8 +79,8 @@ def retrain_dag(
             return stages.gates(config_path, _run(), validated, trained, registered)
 
         @task(task_id="promote")
-        def promote(registered: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-            return decision.promote(config_path, _run().run_id, registered, answer)
+        def promote(registered: dict[str, Any]) -> dict[str, Any]:
+            return decision.promote(config_path, _run(), registered)
 
         @task(task_id="deploy")
         def deploy(promoted: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def retrain_dag(
         gated = gates(validated, trained, registered)
         approval = GovflowApproval(task_id="approval", config_path=config_path, assigned_users=assigned_users)
         gated >> approval
-        promoted = promote(registered, approval.output)
+        promoted = promote(registered)
+        approval >> promoted
         deployed = deploy(promoted)
         deployed >> outcome()
     return dag
@@ -107,18 +108,11 @@ def retrain_dag(
 
 def _outcome(config_path: str, ti: Any) -> dict[str, Any]:
     """The run's outcome (promoted, rejected, timed-out, gates-failed…) and its model card."""
-    validated = ti.xcom_pull(task_ids="validate") or {}
     registered = ti.xcom_pull(task_ids="register")
     if registered is None:
-        gate = validated.get("gate") or {}
+        gate = (ti.xcom_pull(task_ids="validate") or {}).get("gate") or {}
         return {"outcome": "gates-failed", "version": None, "reason": f"data gate failed: {gate.get('message')}"}
-    result = dict(ti.xcom_pull(task_ids="promote") or {})
-    if not result:
-        gated = ti.xcom_pull(task_ids="gates") or {}
-        result = {"outcome": "gates-failed", "reason": gated.get("reason"), "approver": None}
-    result.update(model=registered["model"], version=registered["version"])
-    result["card"] = decision.model_card(config_path, registered["model"], registered["version"])
-    return result
+    return decision.outcome(config_path, _run(), registered)
 
 
 def monitor_dag(config_path: str, *, dag_id: str | None = None, schedule: Any = "@hourly") -> DAG:
@@ -132,20 +126,18 @@ def monitor_dag(config_path: str, *, dag_id: str | None = None, schedule: Any = 
         catchup=False,
         max_active_runs=1,
         tags=["govflow", config.model_name],
-        params={"data_path": Param(None, type=["null", "string"], description="Data to check; default monitor.source.")},
         doc_md=f"Drift of **{config.model_name}** in production; emits `{asset.uri}` when it acts.",
     ) as dag:
 
         @task(task_id="check")
         def check() -> dict[str, Any]:
-            return drift.monitor(config_path, get_current_context()["params"].get("data_path") or None)
+            return drift.monitor(config_path)
 
         @task(task_id="signal", outlets=[asset])
         def signal(found: dict[str, Any]) -> dict[str, Any]:
             if found["verdict"] != "act":
                 raise AirflowSkipException(f"drift verdict {found['verdict']}: no rollback asked")
-            run = _run()
-            extra = drift.event_extra(found, run.run_id, run.triggered_by)
+            extra = drift.event_extra(found)
             get_current_context()["outlet_events"][asset].extra = extra
             return extra
 
@@ -153,10 +145,15 @@ def monitor_dag(config_path: str, *, dag_id: str | None = None, schedule: Any = 
     return dag
 
 
-def rollback_dag(config_path: str, *, dag_id: str | None = None) -> DAG:
-    """Started by the drift asset: roll back once per episode and deploy what was restored."""
+def rollback_dag(config_path: str, *, dag_id: str | None = None, monitor_dag_id: str | None = None) -> DAG:
+    """Started by the drift asset: roll back once per episode and deploy what was restored.
+
+    Acts only on events the monitor DAG (``monitor_dag_id``) emitted, on drift the registry
+    holds evidence of.
+    """
     config = PipelineConfig.load(config_path)
     asset = drift_asset(config.model_name)
+    monitor_id = monitor_dag_id or f"govflow_monitor_{_slug(config.model_name)}"
     with DAG(
         dag_id=dag_id or f"govflow_rollback_{_slug(config.model_name)}",
         schedule=[asset],
@@ -169,8 +166,12 @@ def rollback_dag(config_path: str, *, dag_id: str | None = None) -> DAG:
         @task(task_id="rollback")
         def rollback() -> list[dict[str, Any]]:
             triggered = get_current_context()["triggering_asset_events"]
-            extras = [dict(e.extra or {}) for events in triggered.values() for e in events]
-            return drift.rollback(config_path, extras)
+            events = [
+                {"extra": dict(e.extra or {}), "source_dag_id": e.source_dag_id, "source_run_id": e.source_run_id}
+                for events in triggered.values()
+                for e in events
+            ]
+            return drift.rollback(config_path, events, monitor_id)
 
         rollback()
     return dag

@@ -13,7 +13,7 @@ from typing import Any
 
 from deployments.targets import make_target
 from flows import card, pipeline
-from govflow.airflow.stages import champion, open_config
+from govflow.airflow.stages import RunInfo, champion, open_config
 from registry import identity, waiting
 from registry.entities import Decision, ModelVersion
 from registry.errors import ApprovalRequired, Forbidden, GateFailed, InvalidInput, Refused
@@ -22,6 +22,7 @@ from registry.stages import Stage
 from registry.validate import same_actor
 
 CHANNEL = "airflow-hitl"
+GRACE = 120  # seconds the registry's recorded deadline trails Airflow's response_timeout
 APPROVE, REJECT = "Approve", "Reject"
 
 
@@ -30,11 +31,20 @@ def how_to_answer(registrant: str, timeout: int) -> str:
     return (
         "Choose **Approve** or **Reject**. Your Airflow user is recorded in the registry as the "
         f"decider; {registrant} registered this version and is refused as its approver. "
-        f"No answer within {timeout} s **rejects**."
+        f"No answer within {timeout} s **rejects**, unless the registry already holds the "
+        "approvals the policy needs."
     )
 
 
-def request(config_path: str, run_id: str, registered: dict[str, Any]) -> dict[str, Any]:
+def _own(reg: Registry, run: RunInfo, registered: dict[str, Any]) -> ModelVersion:
+    """The version this run registered; refused if what was handed on names another run's."""
+    v = reg.get_version(registered["model"], registered["version"])
+    if (v.lineage.run.flow_run_id, v.lineage.run.flow_name) != (run.ref().flow_run_id, run.ref().flow_name):
+        raise InvalidInput(f"version: {v.ref} was not registered by Airflow run {run.run_id}", field="version")
+    return v
+
+
+def request(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[str, Any]:
     """What the approval form shows (the Prefect form's description) and how long it waits.
 
     The wait is recorded in the registry (``run.waiting``), so ``govflow reconcile`` settles the
@@ -42,10 +52,11 @@ def request(config_path: str, run_id: str, registered: dict[str, Any]) -> dict[s
     """
     config, reg = open_config(config_path)
     try:
-        v = reg.get_version(registered["model"], registered["version"])
+        v = _own(reg, run, registered)
         timeout = config.approval_timeout or reg.policy.approval_timeout_seconds
+        # The registry's deadline trails Airflow's, so reconcile never settles before Airflow answers.
         waiting.mark_waiting(
-            reg, v, run_id=run_id, timeout=timeout, orchestrator="airflow", actor=v.registered_by
+            reg, v, run_id=run.run_id, timeout=timeout + GRACE, orchestrator="airflow", actor=v.registered_by
         )
         body = card.approval_description(
             v,
@@ -79,6 +90,8 @@ def _reject(reg: Registry, v: ModelVersion, reason: str, by: str | None = None) 
                 return reg.reject(v.model, v.version, reason=reason, actor=by).actor
             except (Refused, InvalidInput, Forbidden) as exc:
                 reason = f"{reason} (rejected by {by}; recorded by the pipeline because: {exc})"
+        if reg.get_version(v.model, v.version).stage != Stage.STAGING:
+            return "-"  # decided meanwhile (reconcile, the registry): nothing left to reject
         return reg.reject(v.model, v.version, reason=reason, actor=v.registered_by).actor
 
 
@@ -98,37 +111,78 @@ def _outcome(v: ModelVersion, outcome: str, approver: str | None, reason: str) -
     return {"model": v.model, "version": v.version, "outcome": outcome, "approver": approver, "reason": reason}
 
 
-def promote(config_path: str, run_id: str, registered: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """Record the answer as the responder's decision and promote on an accepted approval."""
+def _settled_elsewhere(v: ModelVersion) -> dict[str, Any]:
+    """The outcome when the version left staging before this run decided (the registry, reconcile)."""
+    decisions = [a for a in v.approvals if a.target_stage == Stage.PRODUCTION]
+    if v.stage == Stage.PRODUCTION:
+        approvers = [a.actor for a in decisions if a.decision == Decision.APPROVE]
+        return _outcome(v, "promoted", approvers[-1] if approvers else None, "promoted in the registry")
+    last = decisions[-1].reason if decisions else None
+    return _outcome(v, "rejected", None, f"decided in the registry: {last or v.stage.value}")
+
+
+def record(config_path: str, run: RunInfo, registered: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """Record the approval task's answer in the registry as the responder's decision.
+
+    ``answer`` is what Airflow stored for the request (its HITL detail), read by the approval
+    task itself. Approve by an identified user: that user's approval (the registry refuses the
+    registrant and anyone the policy does not allow; a refusal rejects). Reject: that user's
+    rejection. No user: rejected. Timeout: settled as the Prefect path settles one, promoted
+    when the registry already holds the approvals the policy needs, else rejected.
+    """
     config, reg = open_config(config_path)
     try:
-        v = reg.get_version(registered["model"], registered["version"])
-        if v.stage != Stage.STAGING:  # decided in the registry while Airflow waited
-            done = "promoted" if v.stage == Stage.PRODUCTION else "rejected"
-            return _outcome(v, done, None, f"decided in the registry while waiting: {v.stage.value}")
-        chosen = list(answer.get("chosen_options") or [])
+        v = _own(reg, run, registered)
+        if v.stage != Stage.STAGING:
+            return _settled_elsewhere(v)
+        where = f"Airflow run {run.run_id}"
         user = responder(answer)
-        where = f"Airflow run {run_id}"
         if answer.get("timedout"):
-            why = f"approval timed out: no answer in {where}"
-            _reject(reg, v, why)
-            return _outcome(v, "timed-out", None, why)
+            with identity.acting(channel=CHANNEL):
+                settled = waiting.settle(
+                    reg, v.model, v.version, reason=f"approval timed out: no answer in {where}", actor=v.registered_by
+                )
+            if settled.outcome == "promoted":
+                return _outcome(v, "promoted", settled.approvers[-1] if settled.approvers else None, settled.reason)
+            if settled.outcome == "untouched":
+                return _settled_elsewhere(reg.get_version(v.model, v.version))
+            return _outcome(v, "timed-out", None, settled.reason)
         if user is None:
             why = f"answer with no Airflow user in {where}; only an identified approval counts"
-            _reject(reg, v, why)
-            return _outcome(v, "rejected", None, why)
-        if chosen != [APPROVE]:
+            return _outcome(v, "rejected", _reject(reg, v, why), why)
+        if list(answer.get("chosen_options") or []) != [APPROVE]:
             why = f"rejected by {user} in {where}"
             return _outcome(v, "rejected", _reject(reg, v, why, by=user), why)
         try:
-            # A retried promote task finds the approval it recorded and goes on to the promotion.
+            # A retried task finds the approval it recorded and goes on.
             if not _approved_by(v, user, where):
                 with identity.acting(channel=CHANNEL):
                     reg.approve(v.model, v.version, actor=user, reason=f"approved in {where}")
         except (Refused, InvalidInput, Forbidden) as exc:
             why = f"approval by {user} refused: {exc}"
-            _reject(reg, v, why)
-            return _outcome(v, "rejected", user, why)
+            return _outcome(v, "rejected", _reject(reg, v, why), why)
+        return _outcome(v, "approved", user, f"approved by {user} in {where}")
+    finally:
+        reg.close()
+
+
+def promote(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[str, Any]:
+    """Promote on the approval this run recorded in the registry; nothing handed on by XCom counts.
+
+    A staged version with no approval recorded for this run (the approval task marked done by
+    hand, say) is rejected.
+    """
+    config, reg = open_config(config_path)
+    try:
+        v = _own(reg, run, registered)
+        if v.stage != Stage.STAGING:
+            return _settled_elsewhere(v)
+        where = f"Airflow run {run.run_id}"
+        mine = [a.actor for a in v.approvals if _approved_by(v, a.actor, where)]
+        if not mine:
+            why = f"no approval recorded in the registry for {where}; only an answer Airflow recorded counts"
+            return _outcome(v, "rejected", _reject(reg, v, why), why)
+        user = mine[-1]
         try:
             with identity.acting(channel=CHANNEL):
                 reg.transition(v.model, v.version, Stage.PRODUCTION, actor=user, reason=f"approved in {where}")
@@ -156,12 +210,27 @@ def deploy(config_path: str, promoted: dict[str, Any]) -> dict[str, Any]:
         reg.close()
 
 
-def model_card(config_path: str, model: str, version: int) -> str:
-    """Write the version's model card (as the Prefect flow does) and return its path."""
+def outcome(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[str, Any]:
+    """The run's outcome as the registry holds it (nothing handed on by XCom), and its model card."""
     config, reg = open_config(config_path)
     try:
-        final = reg.get_version(model, version)
-        markdown = card.model_card(final, pipeline.gate_report(final))
-        return str(pipeline.write_card(model, version, markdown))
+        v = _own(reg, run, registered)
+        report = pipeline.gate_report(v)
+        decisions = [a for a in v.approvals if a.target_stage == Stage.PRODUCTION]
+        approvers = [a.actor for a in decisions if a.decision == Decision.APPROVE]
+        if v.stage == Stage.PRODUCTION:
+            result = _outcome(v, "promoted", approvers[-1] if approvers else None, "promoted")
+        elif v.stage == Stage.STAGING:
+            result = _outcome(v, "approval-recorded", approvers[-1] if approvers else None, "waits for more approvals")
+        elif not report.passed:
+            failed = ", ".join(r.name for r in report.failed)
+            result = _outcome(v, "gates-failed", None, f"gates failed: {failed}")
+        else:
+            last = decisions[-1] if decisions else None
+            why = (last.reason if last else None) or v.stage.value
+            timed_out = why.startswith("approval timed out")
+            result = _outcome(v, "timed-out" if timed_out else "rejected", last.actor if last else None, why)
+        result["card"] = str(pipeline.write_card(v.model, v.version, card.model_card(v, report)))
+        return result
     finally:
         reg.close()

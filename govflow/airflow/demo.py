@@ -100,7 +100,9 @@ def main(folder: Path | None = None) -> int:
         _say(f"  outcome: {out['outcome']} v{out['version']} by {out['approver']}")
         with af.client("alice") as alice:
             before = len(alice.runs(_dag("rollback")))
-            run_id = alice.trigger(_dag("monitor"), conf={"data_path": str(tale.drifted)})
+            arrived = tale.drift_arrives()
+            _say(f"  a drifted day arrives in monitor.source: {arrived.name}")
+            run_id = alice.trigger(_dag("monitor"))
             _finish(alice, _dag("monitor"), run_id)
             found = alice.xcom(_dag("monitor"), run_id, "check")
             _say(f"  monitor: drift {found['verdict']} (max PSI {found['psi']:.2f}); asset event govflow://drift/{model}")

@@ -149,6 +149,22 @@ class AirflowClient:
         except httpx.HTTPError as exc:
             raise AirflowError(f"respond {dag_id}/{run_id}/{task_id}", None, str(exc)) from exc
 
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> httpx.Response:
+        """Mark a task instance success, failed or skipped by hand; the raw response."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        try:
+            return self._http.patch(path, json={"new_state": state})
+        except httpx.HTTPError as exc:
+            raise AirflowError(f"set state {dag_id}/{run_id}/{task_id}", None, str(exc)) from exc
+
+    def add_xcom(self, dag_id: str, run_id: str, task_id: str, key: str, value: Any) -> httpx.Response:
+        """Create an XCom entry by hand; the raw response."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries"
+        try:
+            return self._http.post(path, json={"key": key, "value": value})
+        except httpx.HTTPError as exc:
+            raise AirflowError(f"add xcom {dag_id}/{run_id}/{task_id}", None, str(exc)) from exc
+
     # --- assets ---------------------------------------------------------------------------
 
     def asset_events(self, **filters: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from checks.result import GateResult
 from flows import pipeline
 from flows.config import PipelineConfig
 from flows.data import PipelineData, load
@@ -51,18 +50,33 @@ class RunInfo:
         return self.triggered_by or resolve_actor(None)
 
     def ref(self) -> RunRef:
-        return RunRef(flow_run_id=self.run_id[:64], flow_name=f"airflow:{self.dag_id}"[:256])
+        """Lineage's run: the run id (a digest of it past 64 characters, so two never collide)."""
+        run_id = self.run_id
+        if len(run_id) > 64:
+            run_id = "sha256:" + hashlib.sha256(run_id.encode()).hexdigest()[:57]
+        return RunRef(flow_run_id=run_id, flow_name=f"airflow:{self.dag_id}"[:256])
 
     def scratch(self) -> Path:
         """A folder of this run's own for the trained model (GOVFLOW_AIRFLOW_SCRATCH, else tmp)."""
         root = Path(os.environ.get("GOVFLOW_AIRFLOW_SCRATCH") or Path(tempfile.gettempdir()) / "govflow-airflow")
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.dag_id}__{self.run_id}")
+        name = f"{self.dag_id}__{self.run_id}"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = root / safe
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
         return folder
 
 
-def open_config(config_path: str) -> tuple[PipelineConfig, Registry]:
+def config_digest(config_path: str) -> str:
+    return hashlib.sha256(Path(config_path).read_bytes()).hexdigest()
+
+
+def open_config(config_path: str, pinned: str | None = None) -> tuple[PipelineConfig, Registry]:
+    """The config and its registry; with ``pinned``, refused if the file changed since validate."""
+    if pinned is not None and config_digest(config_path) != pinned:
+        raise InvalidInput(
+            f"config: {config_path} changed since the validate stage read it; rerun the DAG", field="config"
+        )
     config = PipelineConfig.load(config_path)
     return config, pipeline.open_registry(config)
 
@@ -99,7 +113,8 @@ def _data(config: PipelineConfig, validated: dict[str, Any]) -> PipelineData:
 
 def validate(config_path: str) -> dict[str, Any]:
     """The data gate; a failure stops the run before training, with nothing registered."""
-    config, reg = open_config(config_path)
+    pinned = config_digest(config_path)
+    config, reg = open_config(config_path, pinned)
     try:
         data = load(config)
         live = champion(reg, config.model_name)
@@ -112,6 +127,7 @@ def validate(config_path: str) -> dict[str, Any]:
             "gate": gate.model_dump(mode="json"),
             "positive_label": _plain(positive),
             "digests": _digests(data),
+            "config_sha256": pinned,
         }
     finally:
         reg.close()
@@ -119,11 +135,20 @@ def validate(config_path: str) -> dict[str, Any]:
 
 def train(config_path: str, run: RunInfo, validated: dict[str, Any]) -> dict[str, Any]:
     """Fit the estimator; the model goes to the run's scratch folder as skops."""
-    config = PipelineConfig.load(config_path)
+    config, reg = open_config(config_path, validated["config_sha256"])
+    reg.close()
     model = pipeline.train_model(config, _data(config, validated))
-    path = run.scratch() / "model.skops"
-    serialization.save(model, path)
-    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    folder = run.scratch()
+    staged = folder / f".model-{os.getpid()}.skops"
+    serialization.save(model, staged)
+    body = staged.read_bytes()
+    staged.unlink()
+    path = folder / "model.skops"
+    # Written from the bytes hashed, so nothing can swap the file between writing and hashing.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body)
+    return {"path": str(path), "sha256": hashlib.sha256(body).hexdigest()}
 
 
 def _model(reg: Registry, trained: dict[str, Any]) -> Any:
@@ -137,7 +162,7 @@ def _model(reg: Registry, trained: dict[str, Any]) -> Any:
 
 def evaluate(config_path: str, validated: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     """Score the model on the eval rows for every metric the gates name."""
-    config, reg = open_config(config_path)
+    config, reg = open_config(config_path, validated["config_sha256"])
     try:
         metrics, _ = pipeline.evaluate(config, _model(reg, trained), _data(config, validated))
         return {"metrics": metrics}
@@ -149,9 +174,11 @@ def register(
     config_path: str, run: RunInfo, validated: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]
 ) -> dict[str, Any]:
     """Register the version under the registrant; a retried task finds the one it registered."""
-    config, reg = open_config(config_path)
+    config, reg = open_config(config_path, validated["config_sha256"])
     try:
-        v = pipeline.run_version(reg, config.model_name, run.ref().flow_run_id or "")
+        v = pipeline.run_version(reg, config.model_name, run.ref())
+        if v is not None and v.registered_by != run.registrant:
+            v = None  # the same run id under another registrant is another run
         if v is None:
             data = _data(config, validated)
             v = pipeline.register_version(
@@ -169,16 +196,30 @@ def gates(
     trained: dict[str, Any],
     registered: dict[str, Any],
 ) -> dict[str, Any]:
-    """Run every gate, keep the results as evidence, and stage the version when all pass."""
-    config, reg = open_config(config_path)
+    """Run every gate on the registered artifact, keep the results as evidence, stage on a pass.
+
+    Nothing handed on by XCom is trusted here: the data gate runs again and the model scored is
+    the one in the registry. A version already gated (a cleared, rerun task) keeps its evidence
+    and is not staged again once it has been decided on.
+    """
+    config, reg = open_config(config_path, validated["config_sha256"])
     try:
         v = reg.get_version(registered["model"], registered["version"])
-        data = _data(config, validated)
-        _, preds = pipeline.evaluate(config, _model(reg, trained), data)
-        live = champion(reg, v.model)
-        data_gate = GateResult.model_validate(validated["gate"])
-        report = pipeline.run_gates(reg, config, v, data, preds, data_gate, live, v.registered_by)
-        if report.passed and reg.get_version(v.model, v.version).stage == Stage.DEVELOPMENT:
+        if v.lineage.run.flow_run_id != run.ref().flow_run_id:
+            raise InvalidInput(f"version: {v.ref} was not registered by Airflow run {run.run_id}", field="version")
+        if any(not e.gate.startswith("monitor.") for e in v.evidence):
+            report = pipeline.gate_report(v)
+        else:
+            data = _data(config, validated)
+            live = champion(reg, v.model)
+            data_gate, positive = pipeline.validate_data(
+                config, data, pipeline.reference_schema(live, data, config)
+            )
+            data = replace(data, positive_label=positive)
+            _, preds = pipeline.evaluate(config, reg.load_model(v.ref), data)
+            report = pipeline.run_gates(reg, config, v, data, preds, data_gate, live, v.registered_by)
+        now = reg.get_version(v.model, v.version)
+        if report.passed and now.stage == Stage.DEVELOPMENT and not now.approvals:
             reg.transition(v.model, v.version, Stage.STAGING, actor=v.registered_by, reason="gates passed")
         failed = [r.name for r in report.failed]
         return {

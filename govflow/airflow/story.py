@@ -7,6 +7,7 @@ example's gates), ``strict`` (a ROC AUC no model here reaches, so its gates fail
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,12 @@ class Story:
             "GOVFLOW_AIRFLOW_SCRATCH": str(self.folder / "scratch"),
             "GOVFLOW_ACTOR": "airflow-pipeline",
         }
+
+    def drift_arrives(self) -> Path:
+        """Put a drifted day into the monitor's source folder, as the newest file it reads."""
+        target = self.folder / "data" / "recent" / "9999-12-31.csv"
+        shutil.copyfile(self.drifted, target)
+        return target
 
     def registry(self) -> Registry:
         return Registry(url=self.registry_url, artifact_root=str(self.artifact_root))

@@ -94,7 +94,13 @@ def test_approved_by_another_airflow_user_is_promoted_with_that_user_and_channel
 def test_self_approval_is_refused_a_viewer_cannot_answer_and_a_reject_rejects(world: World) -> None:
     main = dag("retrain", "main")
     with world.api("alice") as alice, world.api("bob") as bob, world.api("carol") as carol:
-        self_run, reject_run, again_run = (alice.trigger(main) for _ in range(3))
+        self_run, reject_run, again_run, forged_run = (alice.trigger(main) for _ in range(4))
+        world.ask(alice, forged_run)
+        # alice forges bob's answer: an XCom naming him, the approval task marked done by hand.
+        bobs = {"chosen_options": ["Approve"], "responded_by_user": {"id": "bob", "name": "bob"}}
+        for key in ("return_value", "answer"):
+            alice.add_xcom(main, forged_run, "approval", key, {**bobs, "outcome": "approved", "approver": "bob"})
+        assert alice.set_task_state(main, forged_run, "approval", "success").status_code == 200
         world.ask(alice, self_run)
         assert carol.respond(main, self_run, "approval", ["Approve"]).status_code == 403
         assert alice.respond(main, self_run, "approval", ["Approve"]).status_code == 200
@@ -105,6 +111,9 @@ def test_self_approval_is_refused_a_viewer_cannot_answer_and_a_reject_rejects(wo
         refused = world.finish(alice, main, self_run)
         rejected = world.finish(bob, main, reject_run)
         promoted = world.finish(bob, main, again_run)
+        forged = world.finish(alice, main, forged_run)
+    assert forged["outcome"] == "rejected" and "no approval recorded in the registry" in forged["reason"]
+    assert not [a for a in _version(world, forged).approvals if a.decision == Decision.APPROVE]
     assert refused["outcome"] == "rejected" and "separation of duties" in refused["reason"]
     v = _version(world, refused)
     assert v.stage == Stage.DEVELOPMENT and not [a for a in v.approvals if a.decision == Decision.APPROVE]
@@ -131,9 +140,11 @@ def test_no_answer_before_the_timeout_rejects(world: World) -> None:
         out = world.finish(alice, timeout, run_id)
         [detail] = alice.hitl_details(timeout, run_id)
     assert detail["chosen_options"] == ["Reject"] and detail["responded_by_user"] is None
-    assert out["outcome"] == "timed-out"
+    assert out["outcome"] == "timed-out" and "approval timed out" in out["reason"]
     v = _version(world, out)
-    assert v.stage == Stage.DEVELOPMENT and v.approvals[-1].decision == Decision.REJECT
+    last = v.approvals[-1]
+    assert v.stage == Stage.DEVELOPMENT
+    assert (last.decision, last.actor, last.channel) == (Decision.REJECT, "alice", "airflow-hitl")
 
 
 def test_drift_in_the_monitor_dag_rolls_back_through_the_asset_event_once(world: World) -> None:
@@ -144,7 +155,9 @@ def test_drift_in_the_monitor_dag_rolls_back_through_the_asset_event_once(world:
     with world.api("alice") as alice:
         for round_no in (1, 2):
             before = len(alice.runs(rollback))
-            run_id = alice.trigger(monitor, conf={"data_path": str(world.tale.drifted)})
+            if round_no == 1:
+                world.tale.drift_arrives()  # the newest file in monitor.source is now drifted
+            run_id = alice.trigger(monitor)
             world.finish(alice, monitor, run_id)
             assert alice.task_states(monitor, run_id)["signal"] == "success"
             runs = _wait_new_run(alice, rollback, before)
@@ -152,6 +165,7 @@ def test_drift_in_the_monitor_dag_rolls_back_through_the_asset_event_once(world:
             [handled] = alice.xcom(rollback, runs["dag_run_id"], "rollback")
             if round_no == 1:
                 assert handled["outcome"] == "rolled-back" and handled["demoted"] == live
+                assert f"drift found by {monitor} run " in handled["reason"]
                 restored = handled["restored"]
             else:  # drift again in the same episode: ignored, production stays
                 assert handled["outcome"] == "ignored"
