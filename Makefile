@@ -44,7 +44,7 @@ $(AF_STAMP): pyproject.toml
 
 # A real Airflow (api-server, scheduler, dag-processor) on loopback, answered through its REST API.
 test-airflow: install-airflow
-	GOVFLOW_AIRFLOW_TESTS=1 $(AF_BIN)/python -m pytest tests/airflow --confcutdir=tests/airflow -p no:cacheprovider
+	GOVFLOW_AIRFLOW_TESTS=1 $(AF_BIN)/python -m pytest tests/airflow --confcutdir=tests/airflow -p no:cacheprovider --timeout=900
 
 airflow-demo: install-airflow
 	$(AF_BIN)/python -m govflow.airflow.demo

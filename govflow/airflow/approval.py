@@ -7,11 +7,9 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.exceptions import AirflowSkipException
-from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
 
 from govflow.airflow import decision
 from govflow.airflow.stages import RunInfo
-from registry.errors import InvalidInput
 
 
 class GovflowApproval(ApprovalOperator):
@@ -52,21 +50,18 @@ class GovflowApproval(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        """Record the answer in the registry, as Airflow stored it for this request.
+        """Record the answer in the registry, as Airflow resumed this task with it.
 
-        The responder is read back from Airflow's own record of the request (the HITL detail,
-        written by the API with the authenticated user), not from anything a task handed on.
+        The event is built by Airflow from its stored request (the HITL detail, written by the
+        API with the authenticated user, or by the scheduler's timeout sweep); nothing a task or
+        a user handed on through XCom is read.
         """
-        HITLOperator.execute_complete(self, context, event)  # Airflow's checks of the answer
-        ti = context["ti"]
-        stored = get_hitl_detail_content_detail(ti.id)
-        if not stored.response_received:
-            raise InvalidInput("approval: Airflow holds no answer for this request", field="approval")
-        user = stored.responded_by_user.model_dump() if stored.responded_by_user is not None else None
-        answer = {
-            "chosen_options": list(stored.chosen_options or []),
-            "responded_by_user": user,
-            "timedout": bool(event.get("timedout")) and user is None,
+        answer = HITLOperator.execute_complete(self, context, event)  # Airflow's checks of the answer
+        user = answer.get("responded_by_user")
+        decided = {
+            "chosen_options": list(answer.get("chosen_options") or []),
+            "responded_by_user": dict(user) if user else None,
+            "timedout": bool(event.get("timedout")) and not user,
         }
-        registered = ti.xcom_pull(task_ids=self.register_task)
-        return decision.record(self.config_path, RunInfo.from_context(context), registered, answer)
+        registered = context["ti"].xcom_pull(task_ids=self.register_task)
+        return decision.record(self.config_path, RunInfo.from_context(context), registered, decided)

@@ -1,7 +1,9 @@
 """govflow's DAGs on a real Airflow: api-server, scheduler and dag-processor on loopback.
 
 Runs are triggered and approval requests answered through Airflow's REST API, as Airflow users:
-alice triggers (so she is the registrant), bob approves or rejects, carol only views.
+alice triggers (so she is the registrant), bob approves or rejects, carol only views. One Airflow
+serves the module, and the tests run in order: the drift test rolls back the promotions the
+approval tests made.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class World:
     def api(self, user: str) -> AirflowClient:
         return self.airflow.client(user)
 
-    def finish(self, api: AirflowClient, dag_id: str, run_id: str, timeout: float = 300) -> dict[str, Any]:
+    def finish(self, api: AirflowClient, dag_id: str, run_id: str, timeout: float = 600) -> dict[str, Any]:
         """Wait for the run to succeed; its ``outcome`` task's result (or the failing tasks' logs)."""
         state = api.wait_run(dag_id, run_id, timeout)
         if state != "success":
