@@ -42,9 +42,10 @@ $(AF_STAMP): pyproject.toml
 	$(AF_BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(AF_STAMP)
 
-# A real Airflow (api-server, scheduler, dag-processor) on loopback, answered through its REST API.
+# A real Airflow (api-server, scheduler, dag-processor) on loopback, answered through its REST API,
+# and the DAG stages themselves in the environment without Prefect.
 test-airflow: install-airflow
-	GOVFLOW_AIRFLOW_TESTS=1 $(AF_BIN)/python -m pytest tests/airflow --confcutdir=tests/airflow -p no:cacheprovider --timeout=900
+	GOVFLOW_AIRFLOW_TESTS=1 $(AF_BIN)/python -m pytest tests/airflow tests/flows/test_airflow_stages.py --confcutdir=tests/airflow -p no:cacheprovider --timeout=900
 
 airflow-demo: install-airflow
 	$(AF_BIN)/python -m govflow.airflow.demo
