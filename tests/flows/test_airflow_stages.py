@@ -279,3 +279,23 @@ def test_drift_rolls_back_once_and_only_on_the_registrys_own_evidence(tale: stor
         assert reg.get(f"{model}@production").version == first["registered"]["version"]
         rolled = [e for e in reg.audit_log(model=model) if e.action == "model.rolled_back"][-1]
         assert f"drift found by {monitor} run manual__m" in rolled.payload["reason"]
+
+
+def test_a_policy_wanting_two_approvers_keeps_the_version_staged_and_names_who_may_approve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = story.prepare(tmp_path)
+    for name, value in own.env().items():
+        monkeypatch.setenv(name, value)
+    with closing(own.registry()) as reg:
+        rules = reg.policy.model_dump(mode="json")
+        rules["stages"]["production"] = {**rules["stages"]["production"], "approvals": 2, "approvers": ["bob", "carol"]}
+        reg.set_policy(rules, reason="two approvers from the risk team", actor="admin")
+    first = _build(own, "main", "manual__two")
+    out = _decide(own, "main", first, _answer("Approve", "bob"))
+    assert out["outcome"] == "approval-recorded" and "approval" in out["reason"]
+    assert _version(own, out).stage == Stage.STAGING
+    # dave is not on the policy's list: refused by the registry, and the version is rejected.
+    second = _build(own, "main", "manual__dave")
+    out = _decide(own, "main", second, _answer("Approve", "dave"))
+    assert out["outcome"] == "rejected" and "dave" in _version(own, out).approvals[-1].reason
