@@ -23,7 +23,7 @@ from flows.config import PipelineConfig
 from flows.data import PipelineData, feature_columns
 from flows.lineage import code_ref
 from registry.entities import Lineage, ModelVersion, RunRef
-from registry.errors import AliasNotFound, NotFound
+from registry.errors import AliasNotFound, ModelNotFound, NotFound
 from registry.registry import Registry
 
 
@@ -118,10 +118,10 @@ def split_tags(config: PipelineConfig, data: PipelineData | None = None) -> dict
 
 
 def production_version(reg: Registry, name: str) -> ModelVersion | None:
-    """The version now in production, or None."""
+    """The version now in production; None when there is none, or the model is not registered yet."""
     try:
         return reg.get(f"{name}@production")
-    except AliasNotFound:
+    except (AliasNotFound, ModelNotFound):
         return None
 
 

@@ -30,7 +30,7 @@ from flows.steps import (
     write_card,
 )
 from registry.entities import ModelVersion, RunRef
-from registry.errors import GovflowError, ModelNotFound
+from registry.errors import GovflowError
 from registry.registry import Registry
 from registry.stages import Stage
 
@@ -105,10 +105,7 @@ def _build(
     """
     log = get_run_logger()
     data = load(config)
-    try:
-        champion = production_version(reg, config.model_name)
-    except ModelNotFound:
-        champion = None  # the first retrain of this model
+    champion = production_version(reg, config.model_name)  # None on the model's first retrain
     target_positive(config, data.train)  # a target it cannot score is refused here, in one line
     data_gate, positive = validate_data(config, data, reference_schema(champion, data, config))
     if not data_gate.passed:

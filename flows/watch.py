@@ -19,7 +19,7 @@ from flows.preflight import positive_label
 from flows.sources import read_slice
 from registry import Registry
 from registry.checkpoint import checkpoint_from_env
-from registry.errors import InvalidInput, ModelNotFound
+from registry.errors import InvalidInput
 
 
 def check(
@@ -31,10 +31,8 @@ def check(
     gate's result (None when nothing is in production). Emits nothing: the caller does.
     """
     actor = reg.whoami()
-    try:
-        live = production_version(reg, config.model_name)
-    except ModelNotFound:
-        live = None  # not registered yet (a schedule that runs before the first retrain)
+    # None too before the first retrain (a schedule that runs before the model is registered).
+    live = production_version(reg, config.model_name)
     if live is None:
         log.warning("%s has no production version; nothing to monitor", config.model_name)
         pin_audit_chain(reg, log)

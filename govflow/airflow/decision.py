@@ -13,7 +13,7 @@ from typing import Any
 
 from deployments.targets import make_target
 from flows import card, pipeline
-from govflow.airflow.stages import RunInfo, champion, open_config
+from govflow.airflow.stages import RunInfo, open_config, own_version
 from registry import identity, waiting
 from registry.entities import Decision, ModelVersion
 from registry.errors import ApprovalRequired, Forbidden, GateFailed, InvalidInput, Refused
@@ -36,14 +36,6 @@ def how_to_answer(registrant: str, timeout: int) -> str:
     )
 
 
-def _own(reg: Registry, run: RunInfo, registered: dict[str, Any]) -> ModelVersion:
-    """The version this run registered; refused if what was handed on names another run's."""
-    v = reg.get_version(registered["model"], registered["version"])
-    if (v.lineage.run.flow_run_id, v.lineage.run.flow_name) != (run.ref().flow_run_id, run.ref().flow_name):
-        raise InvalidInput(f"version: {v.ref} was not registered by Airflow run {run.run_id}", field="version")
-    return v
-
-
 def request(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[str, Any]:
     """What the approval form shows (the Prefect form's description) and how long it waits.
 
@@ -52,7 +44,7 @@ def request(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[
     """
     config, reg = open_config(config_path)
     try:
-        v = _own(reg, run, registered)
+        v = own_version(reg, run, registered)
         timeout = config.approval_timeout or reg.policy.approval_timeout_seconds
         # The registry's deadline trails Airflow's, so reconcile never settles before Airflow answers.
         waiting.mark_waiting(
@@ -61,7 +53,7 @@ def request(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[
         body = card.approval_description(
             v,
             pipeline.gate_report(v),
-            champion(reg, v.model),
+            pipeline.production_version(reg, v.model),
             how=how_to_answer(v.registered_by, timeout),
         )
         return {
@@ -132,7 +124,7 @@ def record(config_path: str, run: RunInfo, registered: dict[str, Any], answer: d
     """
     config, reg = open_config(config_path)
     try:
-        v = _own(reg, run, registered)
+        v = own_version(reg, run, registered)
         if v.stage != Stage.STAGING:
             return _settled_elsewhere(v)
         where = f"Airflow run {run.run_id}"
@@ -174,7 +166,7 @@ def promote(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[
     """
     config, reg = open_config(config_path)
     try:
-        v = _own(reg, run, registered)
+        v = own_version(reg, run, registered)
         if v.stage != Stage.STAGING:
             return _settled_elsewhere(v)
         where = f"Airflow run {run.run_id}"
@@ -214,7 +206,7 @@ def outcome(config_path: str, run: RunInfo, registered: dict[str, Any]) -> dict[
     """The run's outcome as the registry holds it (nothing handed on by XCom), and its model card."""
     config, reg = open_config(config_path)
     try:
-        v = _own(reg, run, registered)
+        v = own_version(reg, run, registered)
         report = pipeline.gate_report(v)
         decisions = [a for a in v.approvals if a.target_stage == Stage.PRODUCTION]
         approvers = [a.actor for a in decisions if a.decision == Decision.APPROVE]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from checks.types import plain_value
 from flows import pipeline
 from flows.config import PipelineConfig
 from flows.data import PipelineData, load
@@ -23,7 +24,7 @@ from flows.preflight import target_positive
 from registry import serialization
 from registry.config import resolve_actor
 from registry.entities import ModelVersion, RunRef
-from registry.errors import InvalidInput, ModelNotFound
+from registry.errors import InvalidInput
 from registry.registry import Registry
 from registry.stages import Stage
 
@@ -71,31 +72,31 @@ def config_digest(config_path: str) -> str:
     return hashlib.sha256(Path(config_path).read_bytes()).hexdigest()
 
 
-def open_config(config_path: str, pinned: str | None = None) -> tuple[PipelineConfig, Registry]:
-    """The config and its registry; with ``pinned``, refused if the file changed since validate."""
+def pinned_config(config_path: str, pinned: str | None = None) -> PipelineConfig:
+    """The config; with ``pinned``, refused if the file changed since the validate stage read it."""
     if pinned is not None and config_digest(config_path) != pinned:
         raise InvalidInput(
             f"config: {config_path} changed since the validate stage read it; rerun the DAG", field="config"
         )
-    config = PipelineConfig.load(config_path)
+    return PipelineConfig.load(config_path)
+
+
+def open_config(config_path: str, pinned: str | None = None) -> tuple[PipelineConfig, Registry]:
+    """The (pinned) config and its registry."""
+    config = pinned_config(config_path, pinned)
     return config, pipeline.open_registry(config)
 
 
-def champion(reg: Registry, name: str) -> ModelVersion | None:
-    """The version in production, None before the first promotion."""
-    try:
-        return pipeline.production_version(reg, name)
-    except ModelNotFound:
-        return None  # the first retrain of this model
+def own_version(reg: Registry, run: RunInfo, registered: dict[str, Any]) -> ModelVersion:
+    """The version this run registered; refused if what was handed on names another run's."""
+    v = reg.get_version(registered["model"], registered["version"])
+    if (v.lineage.run.flow_run_id, v.lineage.run.flow_name) != (run.ref().flow_run_id, run.ref().flow_name):
+        raise InvalidInput(f"version: {v.ref} was not registered by Airflow run {run.run_id}", field="version")
+    return v
 
 
 def _digests(data: PipelineData) -> dict[str, str | None]:
     return {f"{d.role.value}:{d.uri}": d.sha256 for d in data.datasets}
-
-
-def _plain(value: Any) -> Any:
-    """A label as JSON can carry it (numpy scalars become Python ones)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _data(config: PipelineConfig, validated: dict[str, Any]) -> PipelineData:
@@ -114,10 +115,10 @@ def _data(config: PipelineConfig, validated: dict[str, Any]) -> PipelineData:
 def validate(config_path: str) -> dict[str, Any]:
     """The data gate; a failure stops the run before training, with nothing registered."""
     pinned = config_digest(config_path)
-    config, reg = open_config(config_path, pinned)
+    config, reg = open_config(config_path)
     try:
         data = load(config)
-        live = champion(reg, config.model_name)
+        live = pipeline.production_version(reg, config.model_name)
         target_positive(config, data.train)
         gate, positive = pipeline.validate_data(
             config, data, pipeline.reference_schema(live, data, config)
@@ -125,7 +126,7 @@ def validate(config_path: str) -> dict[str, Any]:
         return {
             "passed": gate.passed,
             "gate": gate.model_dump(mode="json"),
-            "positive_label": _plain(positive),
+            "positive_label": plain_value(positive),
             "digests": _digests(data),
             "config_sha256": pinned,
         }
@@ -135,8 +136,7 @@ def validate(config_path: str) -> dict[str, Any]:
 
 def train(config_path: str, run: RunInfo, validated: dict[str, Any]) -> dict[str, Any]:
     """Fit the estimator; the model goes to the run's scratch folder as skops."""
-    config, reg = open_config(config_path, validated["config_sha256"])
-    reg.close()
+    config = pinned_config(config_path, validated["config_sha256"])
     model = pipeline.train_model(config, _data(config, validated))
     folder = run.scratch()
     staged = folder / f".model-{os.getpid()}.skops"
@@ -204,14 +204,12 @@ def gates(
     """
     config, reg = open_config(config_path, validated["config_sha256"])
     try:
-        v = reg.get_version(registered["model"], registered["version"])
-        if v.lineage.run.flow_run_id != run.ref().flow_run_id:
-            raise InvalidInput(f"version: {v.ref} was not registered by Airflow run {run.run_id}", field="version")
+        v = own_version(reg, run, registered)
         if any(not e.gate.startswith("monitor.") for e in v.evidence):
             report = pipeline.gate_report(v)
         else:
             data = _data(config, validated)
-            live = champion(reg, v.model)
+            live = pipeline.production_version(reg, v.model)
             data_gate, positive = pipeline.validate_data(
                 config, data, pipeline.reference_schema(live, data, config)
             )
