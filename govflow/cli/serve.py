@@ -19,7 +19,11 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")] = 8080,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between registry checks; 0 leaves only POST /reload.")
+        float,
+        typer.Option(
+            "--poll",
+            help="Seconds between registry checks; 0 leaves only POST /reload (needs a reload token).",
+        ),
     ] = 2.0,
     actor: Annotated[
         str | None,
