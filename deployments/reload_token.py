@@ -22,7 +22,8 @@ MIN_LENGTH = 16
 TURN_ON = f"start govflow serve with --reload-token-file PATH (or {TOKEN_ENV}) to turn it on"
 
 
-def _checked(value: str, source: str) -> str:
+def checked_token(value: str, source: str) -> str:
+    """``value`` stripped; refuses (``InvalidInput`` naming ``source``) a short or non-ASCII token."""
     token = value.strip()
     if len(token) < MIN_LENGTH:
         raise InvalidInput(
@@ -41,7 +42,7 @@ def _from_file(path: Path | str, source: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise InvalidInput(f"{source}: cannot read {path}: {reason}", field=source) from None
-    return _checked(text, source)
+    return checked_token(text, source)
 
 
 def configured_token(path: Path | str | None = None) -> str | None:
@@ -55,7 +56,7 @@ def configured_token(path: Path | str | None = None) -> str | None:
         return _from_file(path, "--reload-token-file")
     value = env(TOKEN_ENV)
     if value is not None:
-        return _checked(value, TOKEN_ENV)
+        return checked_token(value, TOKEN_ENV)
     file = env(TOKEN_FILE_ENV)
     if file is not None:
         return _from_file(file, TOKEN_FILE_ENV)

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deployments.logs import EVENTS, REQUESTS, log_json
 from deployments.model_slot import ModelSlot, ServedModel, _one_line
 from deployments.payload import MAX_ROWS
-from deployments.reload_token import TURN_ON, matches
+from deployments.reload_token import TURN_ON, checked_token, matches
 from deployments.schemas import Health, ModelInfo, PredictResponse, ReloadResult
 from deployments.shapes import parse_request
 from registry import Registry
@@ -48,7 +48,7 @@ DRAIN_BYTES = 64 * 1024 * 1024
 # Bodies up to this size (a few hundred rows) are answered on the event loop; larger ones in a thread.
 INLINE_BYTES = 64 * 1024
 _VERSION_HEADER = b"x-model-version"
-GONE = 499  # the status logged for a client that closed before its request was read (nginx's)
+GONE = 499  # logged for a client that closed before its request was read (nginx's code for it)
 
 
 class RequestLog:
@@ -204,8 +204,10 @@ def create_app(
     ``inline_bytes`` are parsed and predicted in a worker thread, smaller ones on the loop.
     A version that records no input schema is refused (``InvalidInput``) unless ``no_schema``,
     which passes rows through as a DataFrame of their own keys; a version with a schema is
-    always checked against it.
+    always checked against it. A ``reload_token`` under 16 characters is refused too.
     """
+    if reload_token is not None:
+        reload_token = checked_token(reload_token, "reload_token")  # "" would let "Bearer" alone in
     slot = ModelSlot(
         registry, name, actor=actor, allow_pickle=allow_pickle, retry_after=poll if poll > 0 else 2.0
     )
@@ -242,7 +244,7 @@ def create_app(
         body, whole = await _read_body(request, max_body_bytes, drain_bytes)
         if body is None:
             detail = {"detail": f"body: larger than {max_body_bytes} bytes", "field": "body", "problems": []}
-            # Unread bytes would be taken for the next request: that connection cannot be reused.
+            # The rest of the body was left unread: this connection cannot carry another request.
             return _json(detail, 413, served.info.version, None if whole else {"connection": "close"})
         if len(body) <= inline_bytes:
             # Small requests stay on the loop: a thread hop and two GIL hand-offs cost more than the

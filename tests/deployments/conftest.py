@@ -53,7 +53,9 @@ def serve_app() -> Iterator[Callable[..., Any]]:
 
     def start(reg: Any, **kwargs: Any) -> ServerThread:
         kwargs.setdefault("poll", POLL)
-        kwargs.setdefault("reload_token", TOKEN)
+        token = kwargs.pop("reload_token", TOKEN)
+        if token is not None:  # None is create_app's own default: /reload off
+            kwargs["reload_token"] = token
         srv = ServerThread(create_app(reg, MODEL, **kwargs)).start()
         started.append(srv)
         return srv

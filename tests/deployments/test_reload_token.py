@@ -79,6 +79,15 @@ def test_reload_refuses_anything_but_the_servers_token(sqlite_registry, estimato
         assert (result["changed"], result["version"]) == (True, 2)
 
 
+@pytest.mark.parametrize("token", ["", " " * 20, "x" * 15])
+def test_an_app_is_not_built_with_a_guessable_token(sqlite_registry, estimators, token: str) -> None:
+    from deployments.serving import create_app
+
+    promote(sqlite_registry, register(sqlite_registry, estimators[0]))
+    with pytest.raises(InvalidInput, match="reload_token: the reload token has"):
+        create_app(sqlite_registry, MODEL, poll=0, reload_token=token)
+
+
 def test_the_reload_token_comes_from_the_flag_then_the_environment(tmp_path: Path, monkeypatch) -> None:
     from deployments.reload_token import configured_token
 
