@@ -182,11 +182,13 @@ class InputValidator:
         if self.open:
             return self._passthrough(records, field)
         problems = self._structure(records)
+        # A column absent from some record has no array to build: its problem is already named.
+        absent = {p.column for p in problems if p.problem == "missing"}
         columns: dict[str, Any] = {}
         for col in self.columns:
             values = [r.get(col.name, _MISSING) for r in records]
             bad = self._bad_types(col, values)
-            if bad is None:
+            if bad is None and col.name not in absent:
                 array, bad = _build(col, values, field)
             if bad is not None:
                 problems.append(bad)

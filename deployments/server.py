@@ -12,9 +12,10 @@ from typing import Any
 import uvicorn
 
 from deployments import logs
+from deployments.reload_token import TURN_ON
 from deployments.serving import create_app
 from registry import Registry
-from registry.errors import DeployError
+from registry.errors import DeployError, InvalidInput
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -55,19 +56,43 @@ def serve(
     log_level: str = "info",
     no_schema: bool = False,
     allow_pickle: bool = False,
+    reload_token: str | None = None,
 ) -> None:
     """Serve ``name@production`` on ``host:port`` until interrupted; request logs go to stdout.
 
-    Refuses to start when nothing is in production, the version cannot be loaded safely (pickle
-    and joblib need ``allow_pickle`` and the policy's opt-in), it records no input schema and
+    ``POST /reload`` answers only a caller sending ``reload_token``, and is off without one.
+    Refuses to start when ``poll`` is 0 and there is no reload token (nothing would ever follow
+    the registry), nothing is in production, the version cannot be loaded safely (pickle and
+    joblib need ``allow_pickle`` and the policy's opt-in), it records no input schema and
     ``no_schema`` is off, or the address cannot be bound.
     """
+    if poll <= 0 and reload_token is None:
+        raise InvalidInput(
+            f"--poll: 0 leaves only POST /reload, which is off without a token; give a poll above 0, "
+            f"or {TURN_ON}",
+            field="poll",
+        )
     registry = registry or Registry()
     logs.configure()
-    app = create_app(registry, name, poll=poll, actor=actor, no_schema=no_schema, allow_pickle=allow_pickle)
+    app = create_app(
+        registry,
+        name,
+        poll=poll,
+        actor=actor,
+        no_schema=no_schema,
+        allow_pickle=allow_pickle,
+        reload_token=reload_token,
+    )
     sock = bind(host, port)
     bound = sock.getsockname()
-    logs.log_json(logs.EVENTS, event="listening", model=name, url=f"http://{host}:{bound[1]}", poll=poll)
+    logs.log_json(
+        logs.EVENTS,
+        event="listening",
+        model=name,
+        url=f"http://{host}:{bound[1]}",
+        poll=poll,
+        reload="token" if reload_token else "off",
+    )
     # Move the imported libraries and the loaded model out of the collector's sight: a full
     # collection then scans request garbage, not ~2*10^5 startup objects (~100 ms, a p99 spike).
     gc.collect()

@@ -5,10 +5,12 @@
   version that made it. ``"proba": true`` or ``POST /predict_proba`` answers probabilities.
 - ``GET /model``, ``GET /health``: what is served, and whether it is what the registry says.
 - ``POST /reload``: check the registry now. It cannot choose what is loaded (the registry
-  decides), so it needs no credentials beyond reaching the port.
+  decides), but it makes the server query the registry and fetch artifacts, so it needs the
+  token the server was started with (``deployments.reload_token``); without one it is off.
 - A background poll does the same check every ``poll`` seconds: one indexed query, no artifact
   I/O unless the production version changed.
-- Every request is logged as one JSON line (method, path, status, version, latency).
+- Every request is logged as one JSON line (method, path, status, version, latency); a client
+  that goes away before its body arrived is status 499 on that line, not a traceback.
 """
 
 from __future__ import annotations
@@ -27,20 +29,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.logs import EVENTS, REQUESTS, log_json
 from deployments.model_slot import ModelSlot, ServedModel, _one_line
 from deployments.payload import MAX_ROWS
+from deployments.reload_token import TURN_ON, checked_token, matches
 from deployments.schemas import Health, ModelInfo, PredictResponse, ReloadResult
 from deployments.shapes import parse_request
 from registry import Registry
 from registry.errors import InvalidInput
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# After the limit, up to this much more is read and dropped before the 413: closing on unread
+# bytes makes the kernel reset the connection, and a client still sending never sees the answer.
+DRAIN_BYTES = 64 * 1024 * 1024
 # Bodies up to this size (a few hundred rows) are answered on the event loop; larger ones in a thread.
 INLINE_BYTES = 64 * 1024
 _VERSION_HEADER = b"x-model-version"
+GONE = 499  # logged for a client that closed before its request was read (nginx's code for it)
 
 
 class RequestLog:
@@ -71,8 +79,12 @@ class RequestLog:
                         version = int(value)
             await send(message)
 
+        gone: dict[str, str] = {}
         try:
             await self.app(scope, receive, capture)
+        except ClientDisconnect:
+            # Nobody is left to answer: one log line says so, where uvicorn would print a traceback.
+            status, gone = GONE, {"detail": "client went away before the request body arrived"}
         finally:
             log_json(
                 REQUESTS,
@@ -82,11 +94,16 @@ class RequestLog:
                 model=self.model,
                 version=version,
                 latency_ms=round((perf_counter() - start) * 1000, 3),
+                **gone,
             )
 
 
-def _json(body: Any, status: int = 200, version: int | None = None) -> Response:
-    headers = {"x-model-version": str(version)} if version is not None else None
+def _json(
+    body: Any, status: int = 200, version: int | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    headers = dict(headers or {})
+    if version is not None:
+        headers["x-model-version"] = str(version)
     text = json.dumps(body, separators=(",", ":"), default=str)
     return Response(text, status_code=status, media_type="application/json", headers=headers)
 
@@ -134,19 +151,34 @@ _NO_SCHEMA_HINT = (
 )
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it exceeds ``limit`` bytes (read no further than that)."""
+async def _read_body(request: Request, limit: int, drain: int) -> tuple[bytes | None, bool]:
+    """(the body, True), or (None, whether the rest was read) when it exceeds ``limit`` bytes.
+
+    Past the limit up to ``drain`` more bytes are read and dropped, so the 413 reaches a client
+    that sends the whole body before reading (a reset otherwise); a body longer than that, or a
+    client waiting for ``100 Continue``, is answered at once and the connection closed.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+        waiting = request.headers.get("expect", "").lower() == "100-continue"  # it sends nothing yet
+        if waiting or int(declared) > limit + drain:
+            return None, False
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            return None
+            break
         chunks.append(chunk)
-    return b"".join(chunks)
+    else:
+        return b"".join(chunks), True
+    chunks.clear()
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit + drain:
+            return None, False
+    return None, True
 
 
 def create_app(
@@ -159,18 +191,23 @@ def create_app(
     no_schema: bool = False,
     max_rows: int = MAX_ROWS,
     max_body_bytes: int = MAX_BODY_BYTES,
+    drain_bytes: int = DRAIN_BYTES,
     inline_bytes: int = INLINE_BYTES,
+    reload_token: str | None = None,
 ) -> FastAPI:
     """Build the app serving ``name@production``; the version is loaded and verified here.
 
     Refuses to build (the registry's error) when nothing is in production or the production
     version cannot be loaded safely. ``poll <= 0`` turns the background check off, leaving
-    ``POST /reload``. ``actor`` is who the server's audit events name. Bodies above
+    ``POST /reload``, which answers only a caller sending ``reload_token`` as a bearer token
+    (off when it is None). ``actor`` is who the server's audit events name. Bodies above
     ``inline_bytes`` are parsed and predicted in a worker thread, smaller ones on the loop.
     A version that records no input schema is refused (``InvalidInput``) unless ``no_schema``,
     which passes rows through as a DataFrame of their own keys; a version with a schema is
-    always checked against it.
+    always checked against it. A ``reload_token`` under 16 characters is refused too.
     """
+    if reload_token is not None:
+        reload_token = checked_token(reload_token, "reload_token")  # "" would let "Bearer" alone in
     slot = ModelSlot(
         registry, name, actor=actor, allow_pickle=allow_pickle, retry_after=poll if poll > 0 else 2.0
     )
@@ -204,10 +241,11 @@ def create_app(
 
     async def handle(request: Request, proba: bool) -> Response:
         served = slot.current  # read once: this request finishes on this version even if a swap lands
-        body = await _read_body(request, max_body_bytes)
+        body, whole = await _read_body(request, max_body_bytes, drain_bytes)
         if body is None:
             detail = {"detail": f"body: larger than {max_body_bytes} bytes", "field": "body", "problems": []}
-            return _json(detail, 413, served.info.version)
+            # The rest of the body was left unread: this connection cannot carry another request.
+            return _json(detail, 413, served.info.version, None if whole else {"connection": "close"})
         if len(body) <= inline_bytes:
             # Small requests stay on the loop: a thread hop and two GIL hand-offs cost more than the
             # work, and requests queue for the one core anyway.
@@ -259,10 +297,29 @@ def create_app(
         """ok, or degraded (still answering with the last good version) and why."""
         return slot.health()
 
-    @app.post("/reload", response_model=ReloadResult)
-    async def reload() -> ReloadResult:
-        """Check the registry now; load, verify and swap in a new production version if any."""
-        return await anyio.to_thread.run_sync(partial(slot.refresh, force=True))
+    reload_refusals = {
+        401: {"description": "No bearer token, or not the one the server was started with."},
+        403: {"description": "The server was started without a reload token: /reload is off."},
+    }
+
+    @app.post("/reload", response_model=ReloadResult, responses=reload_refusals)
+    async def reload(request: Request) -> Response:
+        """Check the registry now; load, verify and swap in a new production version if any.
+
+        Needs ``Authorization: Bearer TOKEN`` with the token the server was started with (401
+        otherwise); a server started without one answers 403, saying how to turn it on.
+        """
+        if reload_token is None:
+            polls = f"; the server checks the registry every {poll:g}s anyway" if poll > 0 else ""
+            detail = f"POST /reload is off: {TURN_ON}{polls}"
+            return _json({"detail": detail, "field": "reload", "problems": []}, 403)
+        if not matches(request.headers.get("authorization"), reload_token):
+            given = "a wrong token" if request.headers.get("authorization") else "no token"
+            detail = f"POST /reload: {given}; send Authorization: Bearer TOKEN, the server's reload token"
+            headers = {"www-authenticate": "Bearer"}
+            return _json({"detail": detail, "field": "authorization", "problems": []}, 401, None, headers)
+        result = await anyio.to_thread.run_sync(partial(slot.refresh, force=True))
+        return Response(result.model_dump_json(), media_type="application/json")
 
     return app
 

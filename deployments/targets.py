@@ -1,7 +1,9 @@
 """Deploy targets: how a production version reaches where it runs, chosen in the pipeline config.
 
-- ``serving``: tell a running ``govflow serve`` to reload, then wait until it answers with the
-  expected version; not converging within the timeout is a failed deploy.
+- ``serving``: tell a running ``govflow serve`` to reload (with the reload token from
+  GOVFLOW_SERVE_TOKEN or GOVFLOW_SERVE_TOKEN_FILE; without one, the server's own poll does it),
+  then wait until it answers with the expected version; not converging within the timeout is a
+  failed deploy.
 - ``manifest``: write a release manifest (model, version, digest, artifact URI, approvers, time)
   to a local file or an S3 key, for external CD (Argo, Flux, Kubernetes jobs) to pick up.
 - ``none``: do nothing (a pipeline that only registers and promotes).
@@ -24,6 +26,7 @@ from typing import Annotated, Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from deployments.reload_token import client_token
 from registry import Registry
 from registry.config import env
 from registry.errors import DeployError, GovflowError, InvalidInput, first_invalid, map_exceptions
@@ -157,14 +160,18 @@ class ServingTarget:
     ) -> DeployResult:
         """Reload, then poll ``GET /model`` until it serves ``version`` with the recorded digest.
 
+        The reload is sent with the token from GOVFLOW_SERVE_TOKEN (or GOVFLOW_SERVE_TOKEN_FILE);
+        with none set it is skipped and the server's own poll must pick the version up.
         Refuses (``DeployError``, audited as ``model.deploy_failed``): a version not in
         production, a server serving another model, a server that reports the load of this
-        version failed, and no convergence within ``spec.timeout`` (unreachable server included).
+        version failed or refuses the token, and no convergence within ``spec.timeout``
+        (unreachable server included). A bad token setting is refused (``InvalidInput``).
         """
         sha = _production_sha(registry, model, version)
+        token = client_token()
         started = time.monotonic()
         try:
-            observed = self._converge(model, version, sha, started + self.spec.timeout)
+            observed = self._converge(model, version, sha, started + self.spec.timeout, token)
         except DeployError as exc:
             _failed(registry, "serving", model, version, self.url, exc, actor)
             raise
@@ -176,19 +183,25 @@ class ServingTarget:
             sha256=sha,
             converged=True,
             location=self.url,
-            detail={"seconds": elapsed, "loaded_at": observed.get("loaded_at")},
+            detail={
+                "seconds": elapsed,
+                "loaded_at": observed.get("loaded_at"),
+                "reload": "sent" if token else "skipped: no reload token, the server's poll",
+            },
         )
         return _deployed(registry, result, actor)
 
-    def _converge(self, model: str, version: int, sha: str, deadline: float) -> dict[str, Any]:
+    def _converge(
+        self, model: str, version: int, sha: str, deadline: float, token: str | None
+    ) -> dict[str, Any]:
         last = "no answer yet"
-        reloaded = False
+        reloaded = token is None  # no token: nothing to send, the server's poll does the reload
         pause = 0.05
         with httpx.Client(timeout=min(self.spec.timeout, 10.0)) as client:
             while True:
                 try:
                     if not reloaded:
-                        self._reload(client, model, version)
+                        self._reload(client, model, version, token)
                         reloaded = True
                     info = client.get(f"{self.url}/model").raise_for_status().json()
                     if info.get("name") != model:
@@ -214,8 +227,21 @@ class ServingTarget:
                 time.sleep(pause)  # a deadline-bounded wait for a remote server, not a test
                 pause = min(pause * 2, 1.0)
 
-    def _reload(self, client: httpx.Client, model: str, version: int) -> None:
-        answer = client.post(f"{self.url}/reload").raise_for_status().json()
+    def _reload(self, client: httpx.Client, model: str, version: int, token: str | None) -> None:
+        response = client.post(f"{self.url}/reload", headers={"authorization": f"Bearer {token}"})
+        if response.status_code in (401, 403):  # retrying cannot help: the token setting is wrong
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            why = body.get("detail") if isinstance(body, dict) else response.text[:200]
+            raise DeployError(
+                f"{self.url} refused the reload ({response.status_code}): {why}",
+                model=model,
+                version=version,
+                reason="reload refused",
+            )
+        answer = response.raise_for_status().json()
         degraded = answer.get("degraded") or {}
         if degraded.get("target_version") == version and degraded.get("reason") == "load failed":
             raise DeployError(

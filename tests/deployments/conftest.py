@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.deployments.support import MODEL, POLL, train
+from tests.deployments.support import MODEL, POLL, TOKEN, train
+
+
+@pytest.fixture(autouse=True)
+def no_reload_token_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload token exported in the shell must not change what these tests see."""
+    monkeypatch.delenv("GOVFLOW_SERVE_TOKEN", raising=False)
+    monkeypatch.delenv("GOVFLOW_SERVE_TOKEN_FILE", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +42,10 @@ def sqlite_registry(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def serve_app() -> Iterator[Callable[..., Any]]:
-    """Start ``create_app(registry, MODEL, ...)`` under real uvicorn on loopback; stopped after."""
+    """Start ``create_app(registry, MODEL, ...)`` under real uvicorn on loopback; stopped after.
+
+    ``POST /reload`` takes ``support.AUTH`` unless the test gives its own ``reload_token``.
+    """
     from deployments.server import ServerThread
     from deployments.serving import create_app
 
@@ -43,6 +53,9 @@ def serve_app() -> Iterator[Callable[..., Any]]:
 
     def start(reg: Any, **kwargs: Any) -> ServerThread:
         kwargs.setdefault("poll", POLL)
+        token = kwargs.pop("reload_token", TOKEN)
+        if token is not None:  # None is create_app's own default: /reload off
+            kwargs["reload_token"] = token
         srv = ServerThread(create_app(reg, MODEL, **kwargs)).start()
         started.append(srv)
         return srv

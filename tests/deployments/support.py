@@ -14,6 +14,8 @@ T = TypeVar("T")
 MODEL = "churn"
 REGISTRANT, APPROVER = "alice", "bob"
 POLL = 0.1  # the server's registry check interval in these tests
+TOKEN = "reload-token-for-tests-0123456789"  # the serve_app fixture's reload token
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 def make_data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.deployments.support import (
+    AUTH,
     MODEL,
     POLL,
     blob_path,
@@ -171,7 +172,7 @@ def test_reload_swaps_without_polling(sqlite_registry, estimators, serve_app) ->
         v2 = register(reg, b)
         promote(reg, v2)
         assert _version(client) == v1  # nothing polls
-        result = client.post("/reload").json()
+        result = client.post("/reload", headers=AUTH).json()
         assert result == {
             "changed": True,
             "previous_version": v1,
@@ -180,7 +181,7 @@ def test_reload_swaps_without_polling(sqlite_registry, estimators, serve_app) ->
             "degraded": None,
         }
         assert _version(client) == v2
-        assert client.post("/reload").json()["changed"] is False
+        assert client.post("/reload", headers=AUTH).json()["changed"] is False
 
 
 def test_no_production_version_refuses_to_start(sqlite_registry, estimators) -> None:

@@ -3,6 +3,8 @@ dtype, non-finite literals, deep nesting, bodies that are not JSON or not record
 
 from __future__ import annotations
 
+import json
+import select
 import socket
 
 import httpx
@@ -174,3 +176,75 @@ def test_oversized_body_names_the_field(tmp_path, estimators) -> None:
         r = httpx.post(f"{srv.url}/predict", json={"records": [GOOD] * 5}, timeout=10)
     reg.close()
     assert r.status_code == 413 and r.json()["field"] == "body" and "100 bytes" in r.json()["detail"]
+
+
+BIG = 20 * 1024 * 1024
+PIECE = b" " * 65536
+
+
+def _head(host: str, framing: str, *extra: str) -> bytes:
+    length = "transfer-encoding: chunked" if framing == "chunked" else f"content-length: {BIG}"
+    lines = ["POST /predict HTTP/1.1", f"host: {host}", "content-type: application/json", length, *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _frame(piece: bytes, framing: str) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
+
+
+def _reply(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    raw = b""
+    while chunk := sock.recv(65536):
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ", 2)[1]), headers, body
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_a_20_mb_body_sent_whole_gets_the_413_not_a_reset(served, framing: str) -> None:
+    """A client that sends all of its body before reading (urllib does, with connection: close)."""
+    host, port = served.base_url.host, served.base_url.port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(_head(host, framing, "connection: close"))
+        try:
+            for i in range(BIG // len(PIECE)):
+                sock.sendall(_frame(PIECE, framing))
+                if i == 17 * 16:  # 17 MiB, past the limit: an early answer (and close) has time to land
+                    select.select([sock], [], [], 1.0)
+            sock.sendall(b"0\r\n\r\n" if framing == "chunked" else b"")
+        except OSError as exc:
+            pytest.fail(f"the server cut the connection while the body was being sent: {exc!r}")
+        status, headers, body = _reply(sock)
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"detail": "body: larger than 16777216 bytes", "field": "body", "problems": []}
+
+
+def test_a_body_beyond_what_is_drained_is_not_read_forever(tmp_path, estimators) -> None:
+    from deployments.server import ServerThread
+    from deployments.serving import create_app
+    from registry import Policy, Registry
+
+    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "art"), policy=Policy())
+    promote(reg, register(reg, estimators[0]))
+    app = create_app(reg, "churn", poll=0, max_body_bytes=1000, drain_bytes=100_000)
+    sent = 0
+    with ServerThread(app) as srv, socket.create_connection((srv.host, srv.port), timeout=30) as sock:
+        sock.sendall(_head(srv.host, "chunked"))
+        try:
+            while sent < 256 * 1024 * 1024:
+                sock.sendall(_frame(PIECE, "chunked"))
+                sent += len(PIECE)
+        except OSError:
+            pass  # the server stopped reading and closed: what this test wants
+    reg.close()
+    assert sent < 256 * 1024 * 1024, "the server kept reading an endless body"
+
+
+def test_a_client_waiting_for_100_continue_gets_the_413_at_once(served) -> None:
+    host, port = served.base_url.host, served.base_url.port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(_head(host, "content-length", "expect: 100-continue"))
+        status, headers, body = _reply(sock)  # the server closes: it will not read a body it refuses
+    assert status == 413 and headers["connection"] == "close" and json.loads(body)["field"] == "body"

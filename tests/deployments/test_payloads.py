@@ -67,6 +67,36 @@ def test_unknown_missing_and_wrong_types_are_all_named() -> None:
     assert problems[("type", "active")]["got"] == ["integer", "null"]
 
 
+@pytest.mark.parametrize(
+    ("dtype", "value"),
+    [
+        ("int64", 3),
+        ("int8", 3),
+        ("uint16", 3),
+        ("float64", 1.5),
+        ("float32", 1.5),
+        ("Int64", 3),
+        ("Float64", 1.5),
+        ("bool", True),
+        ("boolean", True),
+        ("str", "x"),
+        ("category", "x"),
+        ("datetime64[ns]", "2026-01-02T03:04:05"),
+    ],
+)
+def test_a_missing_column_of_any_dtype_is_named_not_converted(dtype: str, value: object) -> None:
+    """The column is checked against the schema before any dtype conversion is tried."""
+    schema = [ColumnSpec(name="x", dtype=dtype), ColumnSpec(name="age", dtype="int64")]
+    records = [{"x": value, "age": 1}, {"age": 2}, {"age": 3, "colour": "red"}]
+    with pytest.raises(InvalidInput) as info:
+        InputValidator(schema).to_frame(records, field="dataframe_records")
+    assert str(info.value) == "dataframe_records: unknown columns: colour; missing columns: x"
+    assert [(p.problem, p.column, p.rows) for p in info.value.fields["problems"]] == [
+        ("missing", "x", [1, 2]),
+        ("unknown", "colour", [2]),
+    ]
+
+
 def test_structure_refusals() -> None:
     for bad in ([], {}, "x", None, [1, 2]):
         with pytest.raises(InvalidInput, match="records"):

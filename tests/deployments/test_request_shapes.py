@@ -19,7 +19,7 @@ import pytest
 
 from registry import Policy, Registry
 from registry.errors import InvalidInput
-from tests.deployments.support import APPROVER, REGISTRANT, make_data, probe_records, train, wait_for
+from tests.deployments.support import APPROVER, AUTH, REGISTRANT, make_data, probe_records, train, wait_for
 
 SHAPES = ["records", "bare", "dataframe_records", "dataframe_split", "instances", "inputs", "columnar"]
 
@@ -154,6 +154,19 @@ def test_strings_where_numbers_belong_are_refused_in_every_shape(story, shape: s
     )
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_missing_and_unknown_columns_are_named_in_every_shape(story, shape: str) -> None:
+    rows = [{"colour": "red", "plan": r["plan"], "active": r["active"]} for r in probe_records(2)]
+    got = _refusal(story["clients"]["churn"].post("/predict", json=body(shape, rows)))
+    field = {"bare": "records", "columnar": "inputs"}.get(shape, shape)
+    assert got["detail"] == f"{field}: unknown columns: colour; missing columns: age, income"
+    assert [(p["problem"], p["column"], p["rows"]) for p in got["problems"]] == [
+        ("missing", "age", [0, 1]),
+        ("missing", "income", [0, 1]),
+        ("unknown", "colour", [0, 1]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("payload", "detail"),
     [
@@ -260,7 +273,7 @@ def test_a_schemaless_version_swapped_in_is_503_until_one_with_a_schema(
     srv = serve_app(reg, poll=0)
     _promote(reg, "churn", reg.register_model("churn", estimators[1], actor=REGISTRANT).version)
     with httpx.Client(base_url=srv.url, timeout=10) as client:
-        assert client.post("/reload").json()["version"] == 2
+        assert client.post("/reload", headers=AUTH).json()["version"] == 2
         got = _refusal(client.post("/predict", json=probe_records(2)), 503)
         assert got["detail"].startswith("churn/2: the version records no input columns;")
         _promote(
@@ -270,7 +283,7 @@ def test_a_schemaless_version_swapped_in_is_503_until_one_with_a_schema(
                 "churn", estimators[1], actor=REGISTRANT, input_example=make_data(5)[0]
             ).version,
         )
-        assert client.post("/reload").json()["version"] == 3
+        assert client.post("/reload", headers=AUTH).json()["version"] == 3
         assert client.post("/predict", json=probe_records(2)).status_code == 200
 
 
@@ -338,7 +351,7 @@ def test_cli_register_skops_with_example_then_serve(sqlite_registry, tmp_path: P
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [*govflow, "serve", "churn", "--port", "0", "--poll", "0", "--log-level", "warning"],
+            [*govflow, "serve", "churn", "--port", "0", "--poll", "30", "--log-level", "warning"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ from deployments.targets import (
     make_target,
 )
 from registry.errors import DeployError, InvalidInput
-from tests.deployments.support import APPROVER, MODEL, blob_path, promote, register
+from tests.deployments.support import APPROVER, MODEL, TOKEN, blob_path, promote, register
 
 
 def _events(reg, action: str) -> list:
@@ -54,7 +54,8 @@ def test_make_target_from_config_dicts() -> None:
 # --- serving ----------------------------------------------------------------------------------
 
 
-def test_serving_target_converges_and_audits(sqlite_registry, estimators, serve_app) -> None:
+def test_serving_target_converges_and_audits(sqlite_registry, estimators, serve_app, monkeypatch) -> None:
+    monkeypatch.setenv("GOVFLOW_SERVE_TOKEN", TOKEN)
     reg = sqlite_registry
     a, b = estimators
     v1 = register(reg, a)
@@ -73,6 +74,7 @@ def test_serving_target_converges_and_audits(sqlite_registry, estimators, serve_
         srv.url,
     )
     assert result.sha256 == reg.get_version(MODEL, v2).artifact.sha256
+    assert result.detail["reload"] == "sent"
     (event,) = _events(reg, "model.deployed")
     assert event.version == v2 and event.actor == "ci"
     assert event.payload["target"] == "serving" and event.payload["sha256"] == result.sha256
@@ -106,8 +108,9 @@ def test_serving_target_fails_when_no_server(sqlite_registry, estimators) -> Non
 
 
 def test_serving_target_fails_fast_when_the_server_cannot_load(
-    sqlite_registry, estimators, serve_app
+    sqlite_registry, estimators, serve_app, monkeypatch
 ) -> None:
+    monkeypatch.setenv("GOVFLOW_SERVE_TOKEN", TOKEN)
     reg = sqlite_registry
     v1 = register(reg, estimators[0])
     promote(reg, v1)
@@ -119,6 +122,41 @@ def test_serving_target_fails_fast_when_the_server_cannot_load(
     with pytest.raises(DeployError, match="could not load") as info:
         make_target({"kind": "serving", "url": srv.url, "timeout": 30}).deploy(reg, MODEL, v2)
     assert info.value.reason == "load failed"
+
+
+def test_serving_target_without_a_token_waits_for_the_servers_poll(
+    sqlite_registry, estimators, serve_app
+) -> None:
+    reg = sqlite_registry
+    promote(reg, register(reg, estimators[0]))
+    srv = serve_app(reg)  # polls every POLL seconds; /reload needs a token the target does not have
+    v2 = register(reg, estimators[1])
+    promote(reg, v2)
+    result = make_target({"kind": "serving", "url": srv.url, "timeout": 10}).deploy(reg, MODEL, v2)
+    assert (result.converged, result.version) == (True, v2)
+    assert result.detail["reload"] == "skipped: no reload token, the server's poll"
+    (event,) = _events(reg, "model.deployed")
+    assert event.version == v2
+
+
+@pytest.mark.parametrize("server_token", [TOKEN, None], ids=["wrong token", "reload off"])
+def test_serving_target_refused_a_reload_fails_at_once_and_is_audited(
+    sqlite_registry, estimators, serve_app, monkeypatch, server_token
+) -> None:
+    reg = sqlite_registry
+    promote(reg, register(reg, estimators[0]))
+    srv = serve_app(reg, poll=0, reload_token=server_token)
+    v2 = register(reg, estimators[1])
+    promote(reg, v2)
+    monkeypatch.setenv("GOVFLOW_SERVE_TOKEN", "not-the-servers-token-0000")
+    target = make_target({"kind": "serving", "url": srv.url, "timeout": 30})
+    with pytest.raises(DeployError, match="refused the reload") as info:
+        target.deploy(reg, MODEL, v2)
+    assert info.value.reason == "reload refused"
+    assert str(info.value).startswith(f"{srv.url} refused the reload ({401 if server_token else 403}): ")
+    (event,) = _events(reg, "model.deploy_failed")
+    assert "refused the reload" in event.payload["error"]
+    assert _events(reg, "model.deployed") == []
 
 
 @pytest.fixture
