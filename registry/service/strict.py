@@ -61,7 +61,7 @@ def hold_to_server_rules(reg: RegistryBase) -> ServerRules:
     short = info.sha256[:12]
     if info.document.get("authenticated_approvals") is not False:
         said = {
-            "seeded": f"policy: seeded ({info.reason}); authenticated approvals required",
+            "seeded": f"policy: {info.reason}; authenticated approvals required",
             "kept": "policy: authenticated approvals required",
             "tightened": f"policy: authenticated approvals required; {TIGHTENED}: tightened (policy.set)",
         }[outcome]
