@@ -13,10 +13,10 @@ from registry import audit, identity, policy_record
 from registry.artifacts import ArtifactStore, open_store
 from registry.config import Settings
 from registry.db import Database
-from registry.db.migrate import ensure_schema, upgrade
+from registry.db.migrate import current_revision, ensure_schema, upgrade
 from registry.entities import AuditEvent
 from registry.errors import InvalidInput, PolicyError
-from registry.policy import Policy
+from registry.policy import SERVER_DEFAULTS, Policy
 from registry.validate import check_json, check_name, check_version
 
 ACTION_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+")
@@ -32,7 +32,9 @@ class RegistryBase:
 
     ``Registry()`` reads ``GOVFLOW_REGISTRY_URL``, ``GOVFLOW_ARTIFACT_ROOT`` and
     ``GOVFLOW_POLICY``; keyword arguments override them. An empty database gets the schema; an
-    outdated one is refused until ``upgrade()``.
+    outdated one is refused until ``upgrade()``. ``server=True`` is the registry ``govflow
+    server`` serves: a policy's missing keys take ``SERVER_DEFAULTS``, and typed names count only
+    when an admin said so on the server (``registry.service.strict``).
     """
 
     def __init__(
@@ -43,24 +45,45 @@ class RegistryBase:
         *,
         create: bool = True,
         default_policy: Policy | None = None,
+        server: bool = False,
     ) -> None:
         env = Settings.from_env()
         self.url = url or env.url
         self.artifact_root = artifact_root or env.artifact_root
+        self.server = server
         # The policy first: a bad policy file must leave no new database behind.
         source = "policy" if policy is not None else "GOVFLOW_POLICY"
-        given = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy)
+        defaults = SERVER_DEFAULTS if server else None
+        given = policy if isinstance(policy, Policy) else Policy.load(policy or env.policy, defaults=defaults)
         explicit = given if (policy is not None or env.policy) else None
         self.db = Database(self.url)
+        if server and explicit is not None and not explicit.authenticated_approvals:
+            self._refuse_lax_seed(explicit, source)  # before a new database gets its schema
         if create:
             ensure_schema(self.db)
         self._artifacts: ArtifactStore | None = None
-        self._fallback = explicit or default_policy or Policy()
+        self._fallback = explicit or default_policy or (Policy.server_default() if server else Policy())
         self._explicit = policy_record.digest(explicit)[0] if explicit is not None else None
         self._source = source
-        if create and explicit is not None:
+        # A server first holds a stored policy to its rules (strict.hold_to_server_rules), then checks.
+        if create and explicit is not None and not server:
             with self.db.lookup() as conn:
                 self._check_explicit(policy_record.current(conn))
+
+    def _refuse_lax_seed(self, explicit: Policy, source: str) -> None:
+        """On a server, refuse a caller's policy counting typed names, unless it is the one in
+        force because an admin set it so on the server."""
+        if current_revision(self.db) is not None:
+            ensure_schema(self.db)  # an outdated schema is refused as usual
+            with self.db.lookup() as conn:
+                if policy_record.lax_allowed(conn, policy_record.digest(explicit)[0]):
+                    return
+        self.db.dispose()
+        raise PolicyError(
+            f"{source}: authenticated_approvals = false is refused on a server; only an admin's "
+            "`govflow policy set FILE --reason …` on the server can turn it off",
+            field="authenticated_approvals",
+        )
 
     def _check_explicit(self, stored: tuple[str, Policy] | None) -> None:
         """Refuse a caller's policy that differs from the one the registry keeps."""
@@ -128,12 +151,35 @@ class RegistryBase:
         """
         stored = policy_record.current(conn)
         if stored is None:
-            reason = f"seeded from {self._source}" if self._explicit else "seeded with the defaults"
+            if self._explicit:
+                reason = f"seeded from {self._source}"
+                reason += (
+                    " (server mode: keys it leaves out take the server's defaults)" if self.server else ""
+                )
+            else:
+                reason = "seeded with the server's defaults" if self.server else "seeded with the defaults"
             info = policy_record.set_current(
-                conn, self._fallback, actor=actor, at=at, reason=reason, append=self._audit
+                conn,
+                self._fallback,
+                actor=actor,
+                at=at,
+                reason=reason,
+                append=self._audit,
+                on_server=self.server,
             )
             return info.sha256, self._fallback
         self._check_explicit(stored)
+        if (
+            self.server
+            and not stored[1].authenticated_approvals
+            and not policy_record.lax_allowed(conn, stored[0])
+        ):
+            # Written around the server (embedded, while it ran): typed names must not count here.
+            raise PolicyError(
+                f"policy {stored[0][:12]} counts typed names (authenticated_approvals = false) but was not "
+                "set on this server by an admin; restart the server, or an admin runs `govflow policy set --reason`",
+                field="authenticated_approvals",
+            )
         return stored
 
     def policy_document(self, sha256: str) -> dict[str, Any] | None:

@@ -192,6 +192,11 @@ class PolicyInfo(_Frozen):
     set_by: str = Field(description="Who put it in force.")
     set_at: datetime = Field(description="When, UTC.")
     reason: str | None = Field(default=None, description="Why.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What a reader must know about this policy, e.g. that an admin turned "
+        "authenticated_approvals off on the server (one line each).",
+    )
 
 
 class Evidence(_Frozen):

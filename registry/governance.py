@@ -11,7 +11,7 @@ from registry import identity, policy_record, queries
 from registry.base import RegistryBase, now
 from registry.entities import AuditEvent, PolicyInfo
 from registry.errors import InvalidInput
-from registry.policy import Policy
+from registry.policy import SERVER_DEFAULTS, Policy
 from registry.validate import check_actor, check_json, check_name, check_text, check_version
 
 
@@ -49,14 +49,22 @@ class Governance(RegistryBase):
         reason: str | None = None,
         actor: str | None = None,
     ) -> PolicyInfo:
-        """Put ``policy`` (a Policy, a file, or a mapping) in force; admin only, audited as ``policy.set``."""
-        new = Policy.coerce(policy)
+        """Put ``policy`` (a Policy, a file, or a mapping) in force; admin only, audited as ``policy.set``.
+
+        On a server, keys a file or mapping leaves out take the server's defaults, and turning
+        ``authenticated_approvals`` off is refused without an authenticated admin and a reason.
+        """
+        new = Policy.coerce(policy, defaults=SERVER_DEFAULTS if self.server else None)
         reason = check_text(reason, "reason")
         identity.require("policy", "change the policy")
+        caller = identity.current()
+        if self.server:
+            policy_record.check_server_change(new, caller, reason)
         who = identity.actor_for(actor)
+        on_server = self.server and caller.authenticated
         info = self.db.transact(
             lambda conn: policy_record.set_current(
-                conn, new, actor=who, at=now(), reason=reason, append=self._audit
+                conn, new, actor=who, at=now(), reason=reason, append=self._audit, on_server=on_server
             )
         )
         self._fallback, self._explicit = new, None  # this caller just chose the policy in force

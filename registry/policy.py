@@ -1,7 +1,8 @@
 """Governance policy: approvals, separation of duties, required gates, drift thresholds.
 
 Loaded from a TOML or YAML file (``GOVFLOW_POLICY``) or the defaults: production needs one
-approval from someone other than the registrant, all approvers distinct.
+approval from someone other than the registrant, all approvers distinct. A registry server fills
+the keys a file leaves out from ``SERVER_DEFAULTS`` instead, so a seed file cannot loosen them.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 # A policy file must say ``approvals = 0`` to drop these; listing a stage does not drop them.
 DEFAULT_APPROVALS = {Stage.PRODUCTION: 1}
+
+
+# What a registry server holds to when a policy leaves a key out. The other defaults are
+# already strict: a failed gate blocks production until an audited waiver, approvals expire.
+SERVER_DEFAULTS: dict[str, Any] = {"authenticated_approvals": True}
 
 
 def _default_stages() -> dict[Stage, StageRule]:
@@ -121,13 +127,26 @@ class Policy(BaseModel):
         return rule
 
     @classmethod
-    def load(cls, path: str | Path | None) -> Policy:
+    def server_default(cls) -> Policy:
+        """The policy a new registry gets from ``govflow server``: only authenticated approvals count."""
+        return cls.model_validate(SERVER_DEFAULTS)
+
+    @classmethod
+    def load(cls, path: str | Path | None, *, defaults: dict[str, Any] | None = None) -> Policy:
         """Load a policy file (.toml, .yaml, .yml); ``None`` gives the defaults.
 
-        Refuses an unreadable file, unknown keys and out-of-range values, naming the field.
+        Top-level keys the file leaves out take ``defaults`` (e.g. ``SERVER_DEFAULTS``), then the
+        built-in defaults. Refuses an unreadable file, unknown keys and out-of-range values,
+        naming the field.
         """
         if path is None or str(path) == "":
-            return cls()
+            return cls.from_dict({}, defaults=defaults)
+        return cls.from_dict(cls.read(path), source=str(Path(path)), defaults=defaults)
+
+    @staticmethod
+    def read(path: str | Path) -> Any:
+        """The settings a policy file holds, as written (not yet validated); refuses an unreadable
+        file or one that does not parse."""
         p = Path(path)
         try:
             if p.exists() and not p.is_file():
@@ -145,23 +164,30 @@ class Policy(BaseModel):
             data: Any = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
             raise PolicyError(f"policy {p}: not valid {p.suffix.lstrip('.')}: {exc}", field="policy") from exc
-        return cls.from_dict(data or {}, source=str(p))
+        return data or {}
 
     @classmethod
-    def coerce(cls, policy: Any) -> Policy:
-        """A Policy from a Policy, a mapping or a policy file path; refuse anything else."""
+    def coerce(cls, policy: Any, *, defaults: dict[str, Any] | None = None) -> Policy:
+        """A Policy from a Policy, a mapping or a policy file path; refuse anything else.
+
+        A mapping or a file leaves out keys that then take ``defaults``; a Policy is taken whole.
+        """
         if isinstance(policy, Policy):
             return policy
         if isinstance(policy, dict):
-            return cls.from_dict(policy)
+            return cls.from_dict(policy, defaults=defaults)
         if isinstance(policy, str | Path) and str(policy).strip():
-            return cls.load(policy)
+            return cls.load(policy, defaults=defaults)
         raise PolicyError(f"policy: {policy!r} is not a policy, a mapping or a file", field="policy")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "policy") -> Policy:
-        """Validate a policy mapping; refuse it with the first bad field named."""
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "policy", *, defaults: dict[str, Any] | None = None
+    ) -> Policy:
+        """Validate a policy mapping (keys it leaves out take ``defaults``); refuse it with the
+        first bad field named."""
         try:
-            return cls.model_validate(data)
+            merged = {**defaults, **data} if defaults and isinstance(data, dict) else data
+            return cls.model_validate(merged)
         except ValidationError as exc:
             raise first_invalid(exc, source, "policy", PolicyError) from None

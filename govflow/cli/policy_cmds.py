@@ -23,10 +23,18 @@ def _info(p: PolicyInfo) -> dict[str, object]:
     return p.model_dump(mode="json")
 
 
+def _warn(p: PolicyInfo) -> None:
+    """Warnings go to stderr, so they reach a reader even when stdout is piped or is JSON."""
+    for line in p.warnings:
+        typer.echo(line, err=True)
+
+
 @policy_app.command("show")
 def policy_show(json_out: JsonOpt = False) -> None:
-    """The stored policy in force: its sha256, who set it and when, and the document."""
+    """The stored policy in force: its sha256, who set it and when, and the document (warnings
+    such as typed names counting on a server go to stderr)."""
     p = open_registry().policy_info()
+    _warn(p)
     if json_out:
         emit_json(_info(p))
         return
@@ -44,7 +52,11 @@ def policy_set(
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Replace the policy in force with FILE (admin only; audited with the new sha256)."""
+    """Replace the policy in force with FILE (admin only; audited with the new sha256).
+
+    Against a server, keys FILE leaves out take the server's defaults, and turning
+    authenticated_approvals off needs --reason.
+    """
     try:
         readable = file.is_file()
     except OSError:  # e.g. a name too long for the file system
@@ -52,6 +64,7 @@ def policy_set(
     if not readable:
         raise PolicyError(f"policy: {file} is not a readable file", field="policy")
     p = open_registry().set_policy(file, reason=reason, actor=actor)
+    _warn(p)
     if json_out:
         emit_json(_info(p))
     else:

@@ -28,8 +28,10 @@ def server_cmd(
     """Serve the registry API over HTTP; every request but /health needs a token or an OIDC JWT.
 
     Reads GOVFLOW_REGISTRY_URL (a database URL), GOVFLOW_ARTIFACT_ROOT, GOVFLOW_POLICY (seeds an
-    empty registry only) and GOVFLOW_OIDC_*. The default policy of a new registry counts only
-    authenticated approvals.
+    empty registry only) and GOVFLOW_OIDC_*. Only authenticated approvals count: keys a seed
+    leaves out take that default, and a stored policy counting typed names is tightened at start
+    unless an admin set it so on the server (`govflow policy set --reason`), which prints a
+    warning.
     """
     if not 0 < port <= 65535:
         raise InvalidInput(f"--port: {port} is not a TCP port", field="port")
@@ -44,10 +46,16 @@ def server_cmd(
     from registry.auth.authenticate import Authenticator, OIDCConfig
     from registry.service import create_app
     from registry.service.factory import open_server_registry
+    from registry.service.strict import hold_to_server_rules
 
     oidc = OIDCConfig.from_env()  # a bad OIDC setting is refused before anything starts
     registry: Any = open_server_registry()
     try:
+        rules = hold_to_server_rules(registry)  # before the first admin: the policy is recorded first
+        for line in rules.lines:
+            typer.echo(line)
+        for warning in rules.warnings:
+            typer.echo(warning, err=True)
         if init_admin is not None and token_file is not None:
             with identity.acting(channel="server"):
                 made = make_admin(registry, init_admin, token_file)

@@ -29,7 +29,7 @@ from registry.entities import (
 from registry.errors import InvalidInput, PolicyError, Refused, first_invalid
 from registry.filters import check_limit, parse_filters
 from registry.model_io import ModelIO
-from registry.policy import Policy
+from registry.policy import SERVER_DEFAULTS, Policy
 from registry.policy_record import digest
 from registry.remote.store import RemoteArtifactStore
 from registry.remote.trail import Trail
@@ -84,12 +84,18 @@ class RemoteRegistry(ModelIO, Trail, Users):
         self.artifact_root = self._artifacts.root  # where blobs are reached: the server's blob API
         wanted = policy if policy is not None else os.environ.get("GOVFLOW_POLICY") or None
         if wanted is not None:
-            self._check_policy(wanted if isinstance(wanted, Policy) else Policy.load(wanted))
+            self._check_policy(wanted)
 
-    def _check_policy(self, policy: Policy) -> None:
-        mine, _ = digest(policy)
+    def _check_policy(self, wanted: Policy | str | Path) -> None:
+        # The server fills keys a file leaves out with its defaults (a registry server's, or the
+        # built-in ones behind an embedded-mode server): a file matches when either reading does.
+        if isinstance(wanted, Policy):
+            readings = [wanted]
+        else:
+            readings = [Policy.load(wanted, defaults=SERVER_DEFAULTS), Policy.load(wanted)]
         theirs, _ = digest(self.policy)
-        if mine != theirs:
+        mine = digest(readings[0])[0]
+        if all(digest(p)[0] != theirs for p in readings):
             raise PolicyError(
                 f"policy: the given policy ({mine[:12]}) differs from the registry's policy ({theirs[:12]}); "
                 "use `govflow policy set`",

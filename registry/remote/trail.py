@@ -119,7 +119,17 @@ class Trail:
         reason: str | None = None,
         actor: str | None = None,
     ) -> Any:
-        """Put ``policy`` (a Policy, a file, or a mapping) in force on the server (admin only)."""
-        loaded = Policy.coerce(policy)
-        body = {"document": loaded.model_dump(mode="json"), "reason": reason, "actor": actor}
+        """Put ``policy`` (a Policy, a file, or a mapping) in force on the server (admin only);
+        keys a file or mapping leaves out take the server's defaults there."""
+        # Sent as written, so the server fills what it leaves out; refused here first, naming the file.
+        document: Any
+        if isinstance(policy, Policy):
+            document = policy.model_dump(mode="json")
+        elif isinstance(policy, str | Path) and str(policy).strip():
+            document = Policy.read(policy)
+            Policy.from_dict(document, source=str(Path(policy)))
+        else:
+            Policy.coerce(policy)  # a mapping, or refused
+            document = policy
+        body = {"document": document, "reason": reason, "actor": actor}
         return entities.PolicyInfo.model_validate_json(self._call("PUT", "/api/v1/policy", body))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from registry.errors import InvalidInput
@@ -10,12 +12,12 @@ from registry.errors import InvalidInput
 def open_server_registry() -> object:
     """The embedded registry the server serves: GOVFLOW_REGISTRY_URL must name a database.
 
-    A new registry gets the server-mode default policy (only authenticated approvals count).
+    Opened in server mode: a new registry gets the server's default policy (only authenticated
+    approvals count), and so do the keys a ``GOVFLOW_POLICY`` seed leaves out.
     """
     import os
 
     from registry import Registry
-    from registry.policy import Policy
 
     db_url = os.environ.get("GOVFLOW_REGISTRY_URL", "")
     if db_url.startswith(("http://", "https://")):
@@ -24,13 +26,19 @@ def open_server_registry() -> object:
             f"not the server address {db_url}",
             field="GOVFLOW_REGISTRY_URL",
         )
-    return Registry(url=db_url or None, default_policy=Policy(authenticated_approvals=True))
+    return Registry(url=db_url or None, server=True)
 
 
 def app_from_env() -> FastAPI:
-    """A complete app: the registry from the environment, tokens and (if configured) OIDC."""
+    """A complete app: the registry from the environment, held to the server's policy rule,
+    tokens and (if configured) OIDC."""
+    import logging
+
     from registry.auth.authenticate import Authenticator, OIDCConfig
     from registry.service.app import create_app
+    from registry.service.strict import hold_to_server_rules
 
-    registry = open_server_registry()
+    registry: Any = open_server_registry()
+    for warning in hold_to_server_rules(registry).warnings:
+        logging.getLogger("govflow.server").warning(warning)
     return create_app(registry, Authenticator(registry.db, OIDCConfig.from_env()))  # type: ignore[attr-defined]

@@ -12,7 +12,6 @@ from starlette.background import BackgroundTask
 
 from registry import identity
 from registry.entities import AuditEvent, VerifyReport
-from registry.policy import Policy
 from registry.service.caller import Call, call
 from registry.service.responses import ok
 from registry.service.schemas import DeploymentBody, PickleLoadBody, PolicyBody, RecordBody
@@ -108,12 +107,12 @@ def policy_in_force(c: Call = Depends(call)) -> Response:
 
 @router.put("/policy")
 def set_policy(body: PolicyBody, c: Call = Depends(call)) -> Response:
-    """Replace the policy in force (admin only); audited with the policy's hash."""
+    """Replace the policy in force (admin only); audited with the policy's hash. Keys the
+    document leaves out take the server's defaults."""
 
     def work() -> Any:
         identity.require("policy", "set the policy")  # a refusal before the document is read
-        policy = Policy.from_dict(body.document)
-        return c.registry.set_policy(policy, reason=body.reason, actor=body.actor)
+        return c.registry.set_policy(body.document, reason=body.reason, actor=body.actor)
 
     return ok(c.run(work))
 

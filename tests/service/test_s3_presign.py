@@ -12,7 +12,6 @@ import pytest
 
 from registry import errors
 from registry.artifacts.base import blob_key
-from registry.policy import Policy
 from tests.fixtures.backends import create_pg_database, drop_pg_database_later
 from tests.fixtures.s3 import BUCKET, raw_client
 
@@ -27,7 +26,7 @@ def s3_server_harness(
         server_harness.open(
             url,
             tmp_path,
-            default_policy=Policy(authenticated_approvals=True),
+            server=True,
             artifact_root=f"s3://{BUCKET}/{prefix}",
         )
         yield server_harness, prefix
