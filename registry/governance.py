@@ -10,8 +10,10 @@ from sqlalchemy.engine import Connection
 from registry import identity, policy_record, queries
 from registry.base import RegistryBase, now
 from registry.entities import AuditEvent, PolicyInfo
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, UnsafeModel
 from registry.policy import SERVER_DEFAULTS, Policy
+from registry.refs import parse_ref
+from registry.serialization import PICKLE_FORMATS
 from registry.validate import check_actor, check_json, check_name, check_text, check_version
 
 
@@ -103,17 +105,49 @@ class Governance(RegistryBase):
     def note_pickle_load(
         self, model: str, version: int, *, ref: str, sha256: str, fmt: str, actor: str | None = None
     ) -> AuditEvent:
-        """Audit a permitted pickle load (``model.pickle_loaded``) before the bytes are unpickled."""
+        """Audit a permitted pickle load (``model.pickle_loaded``) before the bytes are unpickled.
+
+        Refuses a caller without the ``load`` permission, a policy that allows no pickle loads,
+        and a ref, sha256 or format that is not this version's stored artifact; nothing is written.
+        """
         check_name(model, "model")
         check_version(version)
         for label, text in (("ref", ref), ("sha256", sha256), ("format", fmt)):
             if not isinstance(text, str) or not text or len(text) > 300:
                 raise InvalidInput(f"{label}: {text!r} must be a short string", field=label)
+        identity.require("load", "record a pickle load")
+        try:
+            named, number, alias = parse_ref(ref)
+        except InvalidInput:
+            raise InvalidInput(f"ref: {ref!r} is not NAME/VERSION or NAME@ALIAS", field="ref") from None
         who = identity.actor_for(actor)
         body = {"ref": ref, "sha256": sha256, "format": fmt}
 
         def work(conn: Connection) -> AuditEvent:
-            queries.version_row(conn, model, version)
+            row = queries.version_row(conn, model, version)
+            stored = policy_record.current(conn)
+            if not (stored[1] if stored is not None else self._fallback).allow_pickle:
+                raise UnsafeModel(
+                    f"{model}/{version}: the policy in force allows no pickle loads (allow_pickle = false)",
+                    model=model,
+                    version=version,
+                )
+            points_at = number
+            if points_at is None and named == model and alias is not None:
+                points_at = queries.resolve_alias(conn, named, alias).version
+            if named != model or points_at != version:
+                raise InvalidInput(f"ref: {ref} does not name {model}/{version}", field="ref", model=model)
+            if fmt not in PICKLE_FORMATS or fmt != row.artifact_format:
+                raise InvalidInput(
+                    f"format: {model}/{version} is stored as {row.artifact_format}, not {fmt}; only a "
+                    "pickle or joblib artifact's load is audited",
+                    field="format",
+                    model=model,
+                )
+            if sha256 != row.artifact_sha256:
+                raise InvalidInput(
+                    f"sha256: {sha256} is not the artifact of {model}/{version}", field="sha256", model=model
+                )
             return self._audit(conn, now(), who, "model.pickle_loaded", model, version, body)
 
         return self.db.transact(work)

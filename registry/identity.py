@@ -36,9 +36,36 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "alias": frozenset({"operator"}),
     "deploy": frozenset({"operator"}),
     "record": frozenset({"pipeline", "operator"}),
+    "load": frozenset({"pipeline", "operator"}),  # audit a pickle load before unpickling it
     "policy": frozenset({"admin"}),
     "users": frozenset({"admin"}),
 }
+
+# What each permission lets a caller do, in the words a refusal uses ("X may not <ability>").
+ABILITIES: dict[str, str] = {
+    "read": "read the registry",
+    "register": "register a version",
+    "evidence": "record gate evidence",
+    "stage": "move a version to staging",
+    "transition": "move a version between stages",
+    "approve": "approve a version",
+    "reject": "reject a version",
+    "waive": "waive a failed gate",
+    "form": "relay a decision typed into a form",
+    "rollback": "roll back a model",
+    "alias": "set or remove an alias",
+    "deploy": "record a deployment",
+    "record": "record an audit event",
+    "load": "record a pickle load",
+    "policy": "change the policy",
+    "users": "manage users",
+}
+
+
+def roles_for(*permissions: str) -> tuple[str, ...]:
+    """The roles holding any of ``permissions``, in ``ROLES`` order (admin holds every one)."""
+    held = set().union(*(PERMISSIONS[p] for p in permissions)) | {"admin"}
+    return tuple(r for r in ROLES if r in held)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from registry.errors import GovflowError, InvalidInput
 from registry.service import (
+    openapi,
     problem,
     routes_audit,
     routes_blobs,
@@ -20,7 +21,7 @@ from registry.service import (
     routes_users,
     routes_versions,
 )
-from registry.service.caller import Authenticator
+from registry.service.caller import Authenticator, GuardedRoute, public
 from registry.service.limits import BodyLimit, max_json
 
 DEFAULT_MAX_UPLOAD = 5 * 1024**3  # 5 GiB
@@ -39,7 +40,10 @@ def _max_upload() -> int:
 
 
 def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
-    """The FastAPI app serving ``registry``; every route but ``/health`` needs a credential.
+    """The FastAPI app serving ``registry``; every route but ``/health`` and ``/docs`` needs a credential.
+
+    Each route declares the permission it needs (``registry.service.caller.needs``) and refuses
+    anyone else before it reads the request; docs/security.md lists them.
 
     Reads GOVFLOW_SERVER_MAX_UPLOAD (bytes, default 5 GiB), GOVFLOW_SERVER_MAX_JSON (bytes of a
     JSON request body, default 16 MiB), GOVFLOW_SERVER_PRESIGN (1: hand out presigned S3 URLs for
@@ -49,7 +53,10 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
         title="govflow registry",
         description="Model registry, approvals, audit trail. Errors are application/problem+json.",
         version="1",
+        docs_url=None,  # openapi.install serves /docs from the packaged assets
+        redoc_url=None,
     )
+    app.router.route_class = GuardedRoute
     app.state.registry = registry
     app.state.authenticator = authenticator
     app.state.max_upload = _max_upload()
@@ -62,7 +69,7 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, problem.on_http_error)
     app.add_exception_handler(Exception, problem.on_unexpected)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], dependencies=[public()])
     async def health() -> dict[str, str]:
         """Liveness, unauthenticated; says nothing about the registry's data."""
         return {"status": "ok"}
@@ -70,6 +77,7 @@ def create_app(registry: Any, authenticator: Authenticator) -> FastAPI:
     for module in (routes_versions, routes_decisions, routes_blobs, routes_audit, routes_users):
         app.include_router(module.router)
     app.include_router(routes_users.whoami_router)
+    openapi.install(app)
     # The hot path first: same behaviour as the documented route, a fraction of its overhead.
     app.router.routes.insert(0, Route("/api/v1/resolve", routes_versions.resolve_fast, methods=["GET"]))
     return app

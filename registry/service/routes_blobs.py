@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.background import BackgroundTask
@@ -23,10 +23,12 @@ from registry import identity
 from registry.artifacts.base import Blob, blob_key, check_digest
 from registry.errors import ArtifactNotFound, ArtifactStoreError, DigestMismatch, InvalidInput
 from registry.service import problem
-from registry.service.caller import Call, call
+from registry.service.caller import Call, GuardedRoute, needs
+from registry.service.openapi import problems
 
-router = APIRouter(prefix="/api/v1/blobs", tags=["artifacts"])
+router = APIRouter(prefix="/api/v1/blobs", tags=["artifacts"], route_class=GuardedRoute)
 PRESIGN_SECONDS = 300
+_PRESIGNED = {"description": "A presigned S3 URL for the bytes (GOVFLOW_SERVER_PRESIGN=1)."}
 
 
 def _store_as(caller: identity.Caller, registry: Any, path: Path) -> Blob:
@@ -34,17 +36,12 @@ def _store_as(caller: identity.Caller, registry: Any, path: Path) -> Blob:
         return registry.artifacts.put(path)
 
 
-def _admit(c: Call) -> identity.Caller:
-    caller = c.caller()
-    with identity.acting(caller):
-        identity.require("register", "upload an artifact")
-    return caller
-
-
-@router.put("/{sha256}", response_model=Blob, status_code=201)
-async def upload(sha256: str, request: Request, c: Call = Depends(call)) -> Response:
+@router.put("/{sha256}", response_model=Blob, status_code=201, responses=problems(409, 413, 502))
+async def upload(
+    sha256: str, request: Request, c: Call = needs("register", to="upload an artifact")
+) -> Response:
     """Stream the body to a temp file, check it hashes to ``sha256``, then store it."""
-    caller = await run_in_threadpool(_admit, c)
+    caller = c.admitted or await run_in_threadpool(c.admit)  # GuardedRoute admitted it
     check_digest(sha256)
     cap: int = request.app.state.max_upload
     declared = request.headers.get("content-length")
@@ -83,15 +80,15 @@ def _too_large(cap: int) -> InvalidInput:
     return InvalidInput(f"body: the upload is larger than the server's limit of {cap} bytes", field="body")
 
 
-@router.head("/{sha256}")
-def exists(sha256: str, c: Call = Depends(call)) -> Response:
+@router.head("/{sha256}", responses=problems(404, 502))
+def exists(sha256: str, c: Call = needs("read")) -> Response:
     """200 when the blob is stored, 404 when not."""
     found = c.run(lambda: c.registry.artifacts.exists(check_digest(sha256)))
     return Response(status_code=200 if found else 404)
 
 
-@router.get("/{sha256}", response_class=FileResponse)
-def download(sha256: str, request: Request, c: Call = Depends(call)) -> Response:
+@router.get("/{sha256}", response_class=FileResponse, responses={**problems(404, 502), 307: _PRESIGNED})
+def download(sha256: str, request: Request, c: Call = needs("read")) -> Response:
     """The blob's bytes, or a 307 to a presigned S3 URL when GOVFLOW_SERVER_PRESIGN=1."""
     return c.run(_download, c.registry, check_digest(sha256), request.app.state.presign)
 

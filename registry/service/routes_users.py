@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from registry.errors import InvalidInput
-from registry.service.caller import Call, call
+from registry.service.caller import Call, GuardedRoute, needs
+from registry.service.openapi import problems
 from registry.service.responses import ok
 from registry.service.schemas import UserBody
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
-whoami_router = APIRouter(prefix="/api/v1", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=GuardedRoute)
+whoami_router = APIRouter(prefix="/api/v1", tags=["users"], route_class=GuardedRoute)
 
 
 @whoami_router.get("/whoami")
-def whoami(c: Call = Depends(call)) -> Response:
+def whoami(c: Call = needs("read")) -> Response:
     """The name the registry records as the actor of this caller's requests."""
     return ok({"name": c.run(c.registry.whoami)})
 
@@ -32,8 +33,8 @@ def _lifetime(seconds: Any) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
-@router.post("", status_code=201)
-def add_user(body: UserBody, c: Call = Depends(call)) -> Response:
+@router.post("", status_code=201, responses=problems(409))
+def add_user(body: UserBody, c: Call = needs("users")) -> Response:
     """Create a user; the response carries the token, shown this once."""
     return ok(
         c.run(lambda: c.registry.add_user(body.name, body.roles, expires_in=_lifetime(body.expires_in))), 201
@@ -41,16 +42,16 @@ def add_user(body: UserBody, c: Call = Depends(call)) -> Response:
 
 
 @router.get("")
-def list_users(c: Call = Depends(call)) -> Response:
+def list_users(c: Call = needs("users")) -> Response:
     return ok(c.run(c.registry.list_users))
 
 
-@router.post("/{name}/revoke")
-def revoke_user(name: str, c: Call = Depends(call)) -> Response:
+@router.post("/{name}/revoke", responses=problems(404, 409))
+def revoke_user(name: str, c: Call = needs("users")) -> Response:
     return ok(c.run(c.registry.revoke_user, name))
 
 
-@router.post("/{name}/rotate")
-def rotate_user(name: str, c: Call = Depends(call)) -> Response:
+@router.post("/{name}/rotate", responses=problems(404, 409))
+def rotate_user(name: str, c: Call = needs("users")) -> Response:
     """A new token for the user; the old one stops working."""
     return ok(c.run(c.registry.rotate_user, name))

@@ -5,20 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.entities import ModelPage, ModelVersion, ProductionAt, StageChange, VersionPage, VersionRef
 from registry.errors import InvalidInput
-from registry.service.caller import Call, call
+from registry.service.caller import Call, GuardedRoute, Needs, needs
+from registry.service.openapi import problems
 from registry.service.responses import ok
 from registry.service.schemas import RegisterBody
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(prefix="/api/v1", tags=["models"], route_class=GuardedRoute)
+_READ = Needs(("read",))
 
 
-@router.get("/resolve", response_model=VersionRef)
-def resolve(ref: str, c: Call = Depends(call)) -> Response:
+@router.get("/resolve", response_model=VersionRef, responses=problems(404))
+def resolve(ref: str, c: Call = needs("read")) -> Response:
     """The cheap lookup: ``name@alias`` or ``name/VERSION`` -> version and artifact."""
     return ok(c.run(c.registry.resolve, ref))
 
@@ -29,15 +31,19 @@ async def resolve_fast(request: Request) -> Response:
     Mounted ahead of the documented route above, which keeps the OpenAPI entry; it behaves the
     same: a missing ``ref`` is the same 400 naming the field.
     """
-    ref = request.query_params.get("ref")
-    if ref is None:
+    c = Call(request, _READ, "/api/v1/resolve")
+    return ok(await run_in_threadpool(c.run, _resolve, c.registry, request.query_params.get("ref")))
+
+
+def _resolve(registry: Any, ref: str | None) -> VersionRef:
+    if ref is None:  # after the caller is admitted, as FastAPI's validation comes after GuardedRoute's
         raise InvalidInput("ref: Field required", field="ref")
-    c = Call(request)
-    return ok(await run_in_threadpool(c.run, c.registry.resolve, ref))
+    resolved: VersionRef = registry.resolve(ref)
+    return resolved
 
 
-@router.get("/refs", response_model=ModelVersion)
-def get(ref: str, c: Call = Depends(call)) -> Response:
+@router.get("/refs", response_model=ModelVersion, responses=problems(404))
+def get(ref: str, c: Call = needs("read")) -> Response:
     """A version by ``name/VERSION`` or ``name@ALIAS``, with approvals and evidence."""
     return ok(c.run(c.registry.get, ref))
 
@@ -68,7 +74,7 @@ def models(
     alias: str | None = _ALIAS,
     tag: list[str] = _TAG,
     metric: list[str] = _METRIC,
-    c: Call = Depends(call),
+    c: Call = needs("read"),
 ) -> Response:
     """Models by name, a page at a time; filters keep models having a version matching them all."""
     page = c.run(
@@ -77,7 +83,7 @@ def models(
     return ok({"models": list(page), "next_page_token": page.next_page_token})
 
 
-@router.get("/models/{name}/versions", response_model=VersionPage)
+@router.get("/models/{name}/versions", response_model=VersionPage, responses=problems(404))
 def versions(
     name: str,
     limit: str | None = _LIMIT,
@@ -88,7 +94,7 @@ def versions(
     metric: list[str] = _METRIC,
     with_decisions: bool = Query(default=False, description="Fill approvals, evidence and waivers."),
     before: str | None = Query(default=None, description="Only versions numbered below this."),
-    c: Call = Depends(call),
+    c: Call = needs("read"),
 ) -> Response:
     """Versions of a model, newest first, a page at a time (approvals and evidence null unless asked)."""
     page = c.run(
@@ -103,8 +109,10 @@ def versions(
     return ok({"versions": list(page), "next_page_token": page.next_page_token})
 
 
-@router.post("/models/{name}/versions", response_model=ModelVersion, status_code=201)
-def register(name: str, body: RegisterBody, c: Call = Depends(call)) -> Response:
+@router.post(
+    "/models/{name}/versions", response_model=ModelVersion, status_code=201, responses=problems(404, 409)
+)
+def register(name: str, body: RegisterBody, c: Call = needs("register")) -> Response:
     """Register a version from an uploaded blob (``PUT /api/v1/blobs/{sha256}`` first)."""
     mv = c.run(
         c.registry.register_stored,
@@ -117,19 +125,19 @@ def register(name: str, body: RegisterBody, c: Call = Depends(call)) -> Response
     return ok(mv, 201)
 
 
-@router.get("/models/{name}/versions/{version}", response_model=ModelVersion)
-def get_version(name: str, version: int, c: Call = Depends(call)) -> Response:
+@router.get("/models/{name}/versions/{version}", response_model=ModelVersion, responses=problems(404))
+def get_version(name: str, version: int, c: Call = needs("read")) -> Response:
     return ok(c.run(c.registry.get_version, name, version))
 
 
-@router.get("/models/{name}/history", response_model=list[StageChange])
-def history(name: str, c: Call = Depends(call)) -> Response:
+@router.get("/models/{name}/history", response_model=list[StageChange], responses=problems(404))
+def history(name: str, c: Call = needs("read")) -> Response:
     return ok(c.run(c.registry.history, name))
 
 
-@router.get("/models/{name}/production-at", response_model=ProductionAt)
+@router.get("/models/{name}/production-at", response_model=ProductionAt, responses=problems(404))
 def production_at(
-    name: str, at: str = Query(description="ISO 8601 time with a timezone."), c: Call = Depends(call)
+    name: str, at: str = Query(description="ISO 8601 time with a timezone."), c: Call = needs("read")
 ) -> Response:
     try:
         instant = datetime.fromisoformat(at)
@@ -143,7 +151,7 @@ def impact(
     dataset: str | None = None,
     digest: str | None = None,
     commit: str | None = None,
-    c: Call = Depends(call),
+    c: Call = needs("read"),
 ) -> Response:
     """Versions that used a dataset (URI and/or digest) or a code commit (or prefix)."""
     return ok(c.run(c.registry.impact, dataset=dataset, digest=digest, commit=commit))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -67,3 +68,43 @@ def team(registry_server: Any, tmp_path: Any) -> dict[str, Any]:
     clients["bob"].transition("churn", 1, "staging")
     clients["path"] = path
     return clients
+
+
+@dataclass
+class InProcess:
+    """The server's app on an SQLite registry, called in-process; a token per role."""
+
+    registry: Any
+    authenticator: Any
+    client: Any
+    tokens: dict[str, str]
+
+    def app(self) -> Any:
+        """A second app on the same registry, for a test to add routes to."""
+        from registry.service import create_app
+
+        return create_app(self.registry, self.authenticator)
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """One app per module: no server process, no network; ``tokens[role]`` for every role."""
+    from starlette.testclient import TestClient
+
+    from registry import Registry, identity
+    from registry.auth.authenticate import Authenticator
+    from registry.policy import Policy
+    from registry.service import create_app
+
+    tmp = tmp_path_factory.mktemp("in-process")
+    reg = Registry(
+        url=f"sqlite:///{tmp / 'r.db'}",
+        artifact_root=str(tmp / "artifacts"),
+        default_policy=Policy(authenticated_approvals=True),
+    )
+    reg.policy_info()  # seeded now, so a read through the app writes nothing
+    tokens = {role: reg.add_user(f"matrix-{role}", [role]).token for role in identity.ROLES}
+    authenticator = Authenticator(reg.db)
+    with TestClient(create_app(reg, authenticator), raise_server_exceptions=False) as client:
+        yield InProcess(registry=reg, authenticator=authenticator, client=client, tokens=tokens)
+    reg.close()

@@ -39,10 +39,13 @@ def test_pickle_is_refused_under_the_stored_policy_and_audited_when_allowed(
         pipe.register_model("churn", _model(), allow_pickle=True)
     h.client().set_policy(Policy(authenticated_approvals=True, allow_pickle=True), reason="legacy model")
     pipe.register_model("churn", _model(), allow_pickle=True)
-    reader = h.client(h.token("reader", name="rd"))
+    ops = h.client(h.token("operator", name="op"))
     with unchanged(), pytest.raises(errors.UnsafeModel):
-        reader.load_model("churn/1")  # no opt-in on this side
-    reader.load_model("churn/1", allow_pickle=True)
-    event = reader.audit_log("churn")[-1]
-    assert event.action == "model.pickle_loaded" and event.actor == "rd"
-    assert event.payload["via"]["principal"] == "rd"
+        ops.load_model("churn/1")  # no opt-in on this side
+    ops.load_model("churn/1", allow_pickle=True)
+    event = ops.audit_log("churn")[-1]
+    assert event.action == "model.pickle_loaded" and event.actor == "op"
+    assert event.payload["via"]["principal"] == "op"
+    reader = h.client(h.token("reader", name="rd"))  # a load it may not audit is a load it may not do
+    with unchanged(), pytest.raises(errors.Forbidden, match="rd may not record a pickle load"):
+        reader.load_model("churn/1", allow_pickle=True)
