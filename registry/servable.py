@@ -2,13 +2,15 @@
 
 ``govflow serve`` loads the production version with ``Registry.load_model``, which refuses a
 pickle or joblib artifact unless the policy allows pickle loads, and it answers only a version
-with an input schema (unless started with ``--no-schema``). The registry applies the same rules
+with an input schema (unless started with ``--no-schema``). The registry applies these rules
 when a version is registered (a warning naming the fix) and when it would enter production (a
-refusal), so the registry never says a version is live that the server would refuse to load.
+refusal), so the registry never says a version is live that the server would refuse to load:
+the pickle rule always, the schema rule where the stage's policy rule sets ``input_schema``
+(only the operator knows whether the model is served with ``--no-schema``, or by a manifest).
 
-The server's own opt-ins (``--allow-pickle``, ``--no-schema``) are the operator's; the registry
-judges what the policy allows. A ``file`` artifact is never loaded by the registry at all: it is
-for deploy targets that take the bytes themselves (a release manifest), and is not judged here.
+The server's own opt-in ``--allow-pickle`` stays the operator's; the registry judges what the
+policy allows. A ``file`` artifact is never loaded by the registry at all: it is for deploy
+targets that take the bytes themselves (a release manifest), and is not judged here.
 """
 
 from __future__ import annotations
