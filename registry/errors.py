@@ -112,6 +112,10 @@ class UnsafeModel(Refused):
     """A model file would need untrusted types or raw pickle to load."""
 
 
+class NotServable(Refused):
+    """The version could not be served from production under the policy (``reason`` says why)."""
+
+
 # --- integrity ----------------------------------------------------------------------------
 
 
@@ -164,6 +168,29 @@ class DeployError(GovflowError):
 
 class FlowError(GovflowError):
     """A Prefect flow run could not be found, resumed or completed."""
+
+
+# --- warnings -----------------------------------------------------------------------------
+
+
+class GovflowWarning(UserWarning):
+    """Base of govflow's warnings: allowed now, but a later step will refuse it."""
+
+    def __init__(
+        self, message: str, *, model: str | None = None, version: int | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.model = model
+        self.version = version
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ServingWarning(GovflowWarning):
+    """A version was registered that the policy in force would keep out of production."""
 
 
 def first_invalid(

@@ -24,6 +24,7 @@ from registry.errors import (
 from registry.gates import gate_problems
 from registry.policy import Policy
 from registry.queries import decision_rows, production_row
+from registry.servable import check_servable, serving_problems
 from registry.stages import TRANSITIONS, Stage
 from registry.validate import actor_key, same_actor
 
@@ -261,11 +262,13 @@ def check_entry(
     now: datetime,
     seen: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Refuse entry to ``target`` unless the policy's approvals and gates are met.
+    """Refuse entry to ``target`` unless the version could be served from it (``NotServable``,
+    first: no approval fixes that) and the policy's approvals and gates are met.
 
     Returns the approvers whose decisions counted. ``seen`` keeps the decision and evidence rows
     read, so the caller's read-back need not read them again.
     """
+    check_servable(model, row.version, row.artifact_format, row.input_schema, policy, target)
     rule = policy.rule(target)
     ref = f"{model}/{row.version}"
     every = decision_rows(conn, row.id)
@@ -313,12 +316,16 @@ def rollback_refusal(conn: Connection, policy: Policy, row: Row[Any]) -> str | N
     """Why ``row`` may not be restored by a rollback, or None when it may.
 
     A rollback restores only an archived version that was not itself rolled back, has not been
-    rejected since it last left production, and that the current policy would still admit.
+    rejected since it last left production, that the current policy would still admit, and that
+    could be served under it.
     """
     if row.rolled_back:
         return "it was rolled back"
     if Stage(row.stage) != Stage.ARCHIVED:
         return f"it is in {row.stage}, under a new review"
+    unservable = serving_problems(row.artifact_format, row.input_schema, policy, Stage.PRODUCTION)
+    if unservable:
+        return f"it could not be served: {' and '.join(p.problem for p in unservable)}"
     left = _left_production_at(conn, row.id)
     if left is not None:
         rejected = conn.execute(

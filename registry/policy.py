@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from registry.errors import PolicyError, first_invalid
 from registry.stages import Stage
@@ -35,6 +44,19 @@ class StageRule(BaseModel):
     gates: list[str] = Field(
         default_factory=list, description="Gates whose latest evidence must exist and pass."
     )
+    input_schema: bool = Field(
+        default=False,
+        description="A version must record its input schema (columns and dtypes) to enter this stage; "
+        "set it for production when govflow serve serves the model.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out while false, so a policy written before this option keeps its sha256.
+        out: dict[str, Any] = handler(self)
+        if not self.input_schema:
+            out.pop("input_schema", None)
+        return out
 
 
 class DriftPolicy(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import identity, lifecycle, listing, queries, registration
+from registry import identity, lifecycle, listing, queries, registration, servable
 from registry.annotations import Annotations
 from registry.artifacts import Blob
 from registry.artifacts.base import check_digest
@@ -69,6 +69,9 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
 
         ``fields`` are those of ``VersionSpec`` (metrics, params, tags, lineage, input_schema,
         drift_reference, description). Refuses a bad name or a non-finite metric before writing.
+        Warns (``ServingWarning``, naming the fix) when the policy in force would keep the version
+        out of production: a pickle or joblib artifact without ``allow_pickle``, or no input
+        schema where the production rule sets ``input_schema``.
         """
         who, spec = self._check_registration(name, artifact_format, actor, fields)
         blob = self.artifacts.put(Path(artifact))  # invariant 7: bytes before the row
@@ -105,8 +108,9 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
         metrics = {k: float(v) for k, v in spec.metrics.items()}
         lineage = spec.lineage
 
-        def work(conn: Connection) -> int:
-            self._policy_in_force(conn, who, at)  # a registry holds no version without a policy
+        def work(conn: Connection) -> tuple[int, list[servable.Unservable]]:
+            # A registry holds no version without a policy; the one in force judges servability.
+            _, policy = self._policy_in_force(conn, who, at)
             number = registration.insert_version(
                 conn,
                 name=name,
@@ -126,9 +130,10 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
                 number,
                 registration.event_payload(blob, artifact_format, spec, metrics),
             )
-            return number
+            return number, servable.serving_problems(artifact_format, spec.input_schema, policy)
 
-        number = self.db.transact(work)
+        number, unservable = self.db.transact(work)
+        servable.warn_unservable(name, number, unservable)  # after the commit: only a stored version warns
         return ModelVersion(
             model=name,
             version=number,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.entities import Decision, ModelVersion
-from registry.errors import ApprovalRequired, GateFailed, InvalidInput
+from registry.errors import ApprovalRequired, GateFailed, InvalidInput, NotServable
 from registry.stages import Stage
 from registry.validate import same_actor
 
@@ -160,8 +160,9 @@ def waiting(reg: Any, model: str | None = None) -> list[tuple[ModelVersion, Wait
 def settle(reg: Any, model: str, version: int, *, reason: str, actor: str | None = None) -> Settled:
     """Decide a staged version whose wait ended: promote on the registry's approvals, else reject.
 
-    A version no longer in staging is left alone. A refusal other than missing approvals or a
-    failing gate (say, the caller may not promote) is raised, not turned into a rejection.
+    A version no longer in staging is left alone. A refusal other than missing approvals, a
+    failing gate or a version that could not be served (say, the caller may not promote) is
+    raised, not turned into a rejection.
     """
     v = reg.get_version(model, version)
     if v.stage != Stage.STAGING:
@@ -179,6 +180,6 @@ def settle(reg: Any, model: str, version: int, *, reason: str, actor: str | None
             reason=f"{reason}; the registry held the approvals the policy needs",
             approvers=given,
         )
-    except (ApprovalRequired, GateFailed) as exc:
+    except (ApprovalRequired, GateFailed, NotServable) as exc:
         reg.reject(model, version, reason=f"{reason} ({exc})", actor=actor)
         return Settled(model=model, version=version, outcome="rejected", reason=f"{reason} ({exc})")

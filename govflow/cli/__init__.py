@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 # typer vendors click; its usage errors live here (typer.TyperException is their public base).
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from registry.errors import GovflowError
+from registry.errors import GovflowError, GovflowWarning
 
 app = typer.Typer(
     name="govflow",
@@ -130,7 +133,7 @@ def main() -> None:
 
     try:
         # Registry calls from here arrive on the "cli" channel, which the audit records.
-        with acting(channel="cli"):
+        with acting(channel="cli"), printed_warnings():
             # One program name however it is started (script, python -m govflow): usage lines and
             # the completion variable (_GOVFLOW_COMPLETE) stay the same.
             code = app(standalone_mode=False, prog_name="govflow")
@@ -153,6 +156,26 @@ def _usage_line(exc: UsageError) -> str:
     message = " ".join(exc.format_message().split())
     command = exc.ctx.command_path if exc.ctx is not None else "govflow"
     return f"{command}: {message} (see '{command} --help')"
+
+
+@contextmanager
+def printed_warnings() -> Iterator[None]:
+    """Print each govflow warning raised inside as one ``warning: …`` line on stderr, every time.
+
+    Python's own form is two lines naming a source file; other warnings keep it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GovflowWarning)
+        python_form = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, GovflowWarning):
+                print(f"warning: {' '.join(str(message).splitlines())}", file=sys.stderr, flush=True)
+            else:
+                python_form(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _fail(message: str, code: int) -> NoReturn:

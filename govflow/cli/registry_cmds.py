@@ -82,8 +82,9 @@ def register(
 
     The format is read from the file (a skops archive, a joblib dump, a pickle stream, else
     file); --format names it, and is refused if the content says otherwise. Pickle and joblib
-    register freely but load only with the explicit opt-in. A version serves only with an input
-    schema (--input-example or --input-schema), or under govflow serve --no-schema.
+    load only with both opt-ins: under a policy without allow_pickle they register with a
+    warning and cannot enter production. A version serves only with an input schema
+    (--input-example or --input-schema), or under govflow serve --no-schema.
     """
     _readable(artifact, "--artifact")
     if input_example is not None and input_schema is not None:

@@ -10,9 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from registry import entities, registration
+from registry import entities, registration, servable
 from registry.artifacts.base import ArtifactStore
 from registry.entities import (
     Approval,
@@ -106,6 +107,10 @@ class RemoteRegistry(ModelIO, Trail, Users):
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> bytes:
         """One call; an ``actor`` (in ``body`` or ``kw``) is sent as a claim the server checks."""
+        return self._request(method, path, body, **kw).content
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
+        """``_call``, answering the whole response (for its headers)."""
         holder = body if body is not None and "actor" in body else kw if "actor" in kw else None
         on_behalf = None
         if holder is not None:
@@ -118,7 +123,7 @@ class RemoteRegistry(ModelIO, Trail, Users):
                 body["actor"] = actor
             elif actor is not None:
                 kw["params"] = {**kw.get("params", {}), "actor": actor}
-        return self.transport.call(method, path, json=body, on_behalf_of=on_behalf, **kw).content
+        return self.transport.call(method, path, json=body, on_behalf_of=on_behalf, **kw)
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -157,7 +162,7 @@ class RemoteRegistry(ModelIO, Trail, Users):
         artifact_format: str = "file",
         **fields: Any,
     ) -> ModelVersion:
-        """Register a blob already stored on the server."""
+        """Register a blob already stored on the server; the server's warnings are raised here again."""
         try:
             spec = VersionSpec(**fields)
         except ValidationError as exc:
@@ -168,8 +173,13 @@ class RemoteRegistry(ModelIO, Trail, Users):
             "actor": actor,
             "fields": spec.model_dump(mode="json", exclude_unset=True),
         }
-        content = self._call("POST", f"/api/v1/models/{check_name(name)}/versions", body)
-        return ModelVersion.model_validate_json(content)
+        response = self._request("POST", f"/api/v1/models/{check_name(name)}/versions", body)
+        mv = ModelVersion.model_validate_json(response.content)
+        for value in response.headers.get_list(servable.WARNING_HEADER):
+            warning = servable.warning_from_header(value)
+            if warning is not None:
+                servable.emit(warning)
+        return mv
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from registry import servable
 from registry.entities import ModelPage, ModelVersion, ProductionAt, StageChange, VersionPage, VersionRef
 from registry.errors import InvalidInput
 from registry.service.caller import Call, GuardedRoute, Needs, needs
@@ -113,16 +114,24 @@ def versions(
     "/models/{name}/versions", response_model=ModelVersion, status_code=201, responses=problems(404, 409)
 )
 def register(name: str, body: RegisterBody, c: Call = needs("register")) -> Response:
-    """Register a version from an uploaded blob (``PUT /api/v1/blobs/{sha256}`` first)."""
-    mv = c.run(
-        c.registry.register_stored,
-        name,
-        body.sha256,
-        actor=body.actor,
-        artifact_format=body.artifact_format,
-        **body.fields,
-    )
-    return ok(mv, 201)
+    """Register a version from an uploaded blob (``PUT /api/v1/blobs/{sha256}`` first).
+
+    A version the policy would keep out of production is registered with its warning in the
+    ``X-Govflow-Warning`` header, which the client raises again as a ``ServingWarning``.
+    """
+    with servable.collected_warnings() as found:
+        mv = c.run(
+            c.registry.register_stored,
+            name,
+            body.sha256,
+            actor=body.actor,
+            artifact_format=body.artifact_format,
+            **body.fields,
+        )
+    response = ok(mv, 201)
+    for warning in found:
+        response.headers.append(servable.WARNING_HEADER, servable.warning_header(warning))
+    return response
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelVersion, responses=problems(404))
