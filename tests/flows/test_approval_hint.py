@@ -1,4 +1,8 @@
-"""The command a waiting run prints works when pasted into the shell the run was started from."""
+"""The command a waiting run prints works when pasted into the shell the run was started from.
+
+``flows.approval_hint`` is imported inside the tests, so this file also runs (and fails) against
+code that predates it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ from pathlib import Path
 import pytest
 
 import flows.approval as approval
-import flows.approval_hint as hint
-from flows.approval_hint import Shell, decision_commands, shell_of
 from registry import Policy, Registry
 from registry.entities import Decision
 from registry.policy import StageRule
@@ -42,7 +44,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(hint, "_unnamed_prefect_api", lambda: None)
+    monkeypatch.setattr("flows.approval_hint._unnamed_prefect_api", lambda: None)
     return env
 
 
@@ -125,6 +127,8 @@ def _version(tmp_path: Path):
 
 
 def test_a_temporary_prefect_server_and_a_password_are_handled(tmp_path: Path) -> None:
+    from flows.approval_hint import Shell, decision_commands
+
     v = _version(tmp_path)
     approve, reject = decision_commands(
         v,
@@ -143,7 +147,9 @@ def test_a_temporary_prefect_server_and_a_password_are_handled(tmp_path: Path) -
 
 
 def test_behind_a_server_the_command_asks_for_an_approvers_token(server_harness, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(hint, "_unnamed_prefect_api", lambda: None)
+    from flows.approval_hint import decision_commands, shell_of
+
+    monkeypatch.setattr("flows.approval_hint._unnamed_prefect_api", lambda: None)
     server_harness.open(f"sqlite:///{tmp_path / 'server.db'}", tmp_path, policy=Policy(), audited_admin=False)
     try:
         remote = server_harness.client(server_harness.token("pipeline"))
@@ -159,6 +165,8 @@ def test_behind_a_server_the_command_asks_for_an_approvers_token(server_harness,
 
 def test_the_prefect_api_is_named_only_when_the_environment_does_not_name_it(monkeypatch) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows.approval_hint as hint
 
     class _Client:
         api_url = "http://127.0.0.1:8555/api/"

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from registry import Policy, Registry
 from registry.db.engine import Database
 from registry.errors import GovflowError, InvalidInput, ModelNotFound
-from registry.remote.transport import safe_location
 
 
 def _count(reg: Registry, table: str) -> int:
@@ -135,6 +134,8 @@ def test_a_server_names_its_own_url_not_its_database(registry, artifact: Path) -
 
 
 def test_a_registry_is_named_without_its_password(tmp_path: Path) -> None:
+    from registry.remote.transport import safe_location
+
     assert Database("postgresql+psycopg://ops:s3cret@db.internal:5432/govflow").location == (
         "postgresql+psycopg://ops@db.internal:5432/govflow"
     )
