@@ -23,6 +23,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.approval_hint import decision_commands, shell_of
 from registry import identity
 from registry.entities import Approval, Decision, ModelVersion
 from registry.errors import InvalidInput
@@ -121,22 +122,20 @@ def rounds_asked(version: ModelVersion) -> int:
     return max(used) + 1 if used else 0
 
 
-def announce(version: ModelVersion, deadline: datetime, *, suspended: bool) -> None:
-    """Log how to decide: the exact approve command and where the form is."""
+def announce(reg: Any, version: ModelVersion, deadline: datetime, *, suspended: bool) -> None:
+    """Log how to decide: the approve command, ready to paste into this run's shell, and the form."""
     run_log = get_run_logger()
     ui = _ui_url()
     how = "suspended; no process waits" if suspended else "paused in this process"
+    approve, reject = decision_commands(version, shell_of(reg))
     run_log.info(
-        "waiting for approval of %s/%s until %s (%s). Approve with: govflow approve %s %s --reason TEXT "
-        "(reject: govflow reject %s %s --reason TEXT)%s",
+        "waiting for approval of %s/%s until %s (%s). Approve with: %s (reject: %s)%s",
         version.model,
         version.version,
         deadline.isoformat(timespec="seconds"),
         how,
-        version.model,
-        version.version,
-        version.model,
-        version.version,
+        approve,
+        reject,
         f"; or in the Prefect UI: {ui}" if ui else "",
     )
 

@@ -160,7 +160,7 @@ def approval_step(
             return _on_timeout(reg, v, flow_actor, timeout)
         if not asked_before:
             events.emit("approval-requested", v.model, v.version, actor, timeout=timeout)
-            announce(v, wait.deadline, suspended=suspended)
+            announce(reg, v, wait.deadline, suspended=suspended)
         # Read each round: an admin may change the policy while the run waits.
         authenticated_only = reg.policy.authenticated_approvals
         answer = wait_for_decision(

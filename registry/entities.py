@@ -93,7 +93,9 @@ class VersionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, ParamValue] = Field(default_factory=dict, description="Hyperparameters.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Finite float metrics.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Finite numbers (int or float; not text or bool)."
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form string tags.")
     lineage: Lineage = Field(default_factory=Lineage, description="Data, code and run lineage.")
     input_schema: list[ColumnSpec] = Field(
@@ -114,11 +116,17 @@ class VersionSpec(BaseModel):
         for key, v in value.items():
             if not isinstance(key, str) or not key:
                 raise InvalidInput(f"metrics: key {key!r} must be a non-empty string", field="metrics")
-            if isinstance(v, bool) or not isinstance(v, int | float | str):
+            # A number, not text that reads as one: "0.5" stored as 0.5 would hide a caller's bug,
+            # and over HTTP a JSON string is not a JSON number.
+            if isinstance(v, str):
+                raise InvalidInput(
+                    f"metric {key}: {v!r} is not a number (a string)", field=f"metric {key}"
+                )
+            if isinstance(v, bool) or not isinstance(v, int | float):
                 raise InvalidInput(f"metric {key}: {v!r} is not a number", field=f"metric {key}")
             try:
                 number = float(v)
-            except (ValueError, OverflowError):
+            except OverflowError:
                 raise InvalidInput(f"metric {key}: {v!r} is not a number", field=f"metric {key}") from None
             if not math.isfinite(number):
                 raise InvalidInput(f"metric {key}: {v!r} is not finite", field=f"metric {key}")

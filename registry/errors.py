@@ -58,7 +58,21 @@ class NotFound(GovflowError):
 
 
 class ModelNotFound(NotFound):
-    """No model with that name."""
+    """No model with that name; ``suggestion`` is the nearest stored name, ``registry`` the one read.
+
+    ``message`` holds what any side may say (with the suggestion); the registry is named by the
+    side the caller opened (a database path or URL without credentials, or the server's URL).
+    """
+
+    def __init__(
+        self, message: str, *, suggestion: str | None = None, registry: str | None = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.suggestion = suggestion
+        self.registry = registry
+
+    def __str__(self) -> str:
+        return f"{self.message} (registry: {self.registry})" if self.registry else self.message
 
 
 class VersionNotFound(NotFound):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -83,8 +84,21 @@ def model_row(conn: Connection, name: str) -> Row[Any]:
     """The model's row; refuse an unknown name."""
     row = conn.execute(_MODEL, {"name": name}).first()
     if row is None:
-        raise ModelNotFound(f"model {name!r} not found", model=name)
+        near = nearest_model(conn, name)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise ModelNotFound(f"model {name!r} not found{hint}", model=name, suggestion=near)
     return row
+
+
+# Enough names to catch a typo in any registry a person browses; a bound keeps a miss cheap.
+_NAMES = sa.select(models.c.name).order_by(models.c.name).limit(5000)
+
+
+def nearest_model(conn: Connection, name: str) -> str | None:
+    """The stored model name closest to ``name`` (difflib's ratio at least 0.6), or None."""
+    names = list(conn.execute(_NAMES).scalars())
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def version_row(conn: Connection, name: str, version: int) -> Row[Any]:

@@ -34,7 +34,7 @@ from registry.model_io import ModelIO
 from registry.refs import parse_ref
 from registry.stages import Stage, check_transition, parse_stage
 from registry.trail import AuditTrail
-from registry.validate import check_name, check_text, check_version
+from registry.validate import check_impact, check_name, check_text, check_version
 
 
 class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmin):
@@ -272,14 +272,15 @@ class Registry(ModelIO, Decisions, Governance, Annotations, AuditTrail, UserAdmi
     def impact(
         self, *, dataset: str | None = None, digest: str | None = None, commit: str | None = None
     ) -> list[dict[str, Any]]:
-        """Versions that used a dataset (URI and/or sha256 digest) or a code commit (or prefix)."""
-        if commit is None and dataset is None and digest is None:
-            raise InvalidInput("impact: give a dataset or a commit", field="dataset")
-        if commit is not None and len(commit.strip()) < 4:
-            raise InvalidInput("commit: give at least 4 characters", field="commit")
+        """Versions that used a dataset (URI and/or sha256 digest) or a code commit (or prefix).
+
+        Refuses (``InvalidInput`` naming the argument) a value that is not a string, none of
+        them, and a commit shorter than 4 characters.
+        """
+        dataset, digest, commit = check_impact(dataset, digest, commit)
         with self.db.read() as conn:
             if commit is not None:
-                return queries.impact(conn, commit=commit.strip().lower())
+                return queries.impact(conn, commit=commit)
             return queries.impact(conn, digest=digest, uri=dataset)
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -124,3 +124,23 @@ def check_json(value: Any, field: str, depth: int = 0) -> None:
             check_json(item, field, depth + 1)
     elif value is not None and not isinstance(value, bool | int):
         raise InvalidInput(f"{field}: {type(value).__name__} is not a JSON value", field=field)
+
+
+def check_impact(
+    dataset: Any = None, digest: Any = None, commit: Any = None
+) -> tuple[str | None, str | None, str | None]:
+    """The arguments of an impact question, checked: strings or None, and a dataset or a commit.
+
+    Returns (dataset, digest, commit) with the commit stripped and lowercased; refuses a value
+    that is not a string (naming it), none of the three, and a commit of fewer than 4 characters.
+    """
+    dataset = check_text(dataset, "dataset")
+    digest = check_text(digest, "digest")
+    commit = check_text(commit, "commit")
+    if commit is None and dataset is None and digest is None:
+        raise InvalidInput("impact: give a dataset or a commit", field="dataset")
+    if commit is not None:
+        commit = commit.strip().lower()
+        if len(commit) < 4:
+            raise InvalidInput("commit: give at least 4 characters", field="commit")
+    return dataset, digest, commit

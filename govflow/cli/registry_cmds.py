@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +25,7 @@ from govflow.cli.common import (
 )
 from registry import registration, serialization
 from registry.datasets import dataset_ref
-from registry.entities import CodeRef, Lineage, ModelVersion
+from registry.entities import ModelVersion
 from registry.errors import InvalidInput
 from registry.validate import parse_version
 
@@ -97,18 +100,25 @@ def register(
         if path is not None:
             _readable(path, option)
             columns = registration.schema_from_file(path, option)
+    if commit is not None and len(commit) > MAX_COMMIT:
+        raise InvalidInput(
+            f"--commit: {len(commit)} characters; a commit id has at most {MAX_COMMIT}", field="commit"
+        )
+    metrics = {k: parse_metric(k, v) for k, v in parse_pairs(metric, "--metric").items()}
     datasets = [dataset_ref(role, target) for role, target in parse_pair_list(dataset, "--dataset")]
     reg = open_registry()
+    # Lineage goes in as plain data: the registry checks it and names a bad field in one line.
+    code = {"repo": repo, "commit": commit, "dirty": dirty}
     v = reg.register(
         name,
         artifact,
         actor=actor,
         artifact_format=artifact_format,
         input_schema=columns,
-        metrics=parse_pairs(metric, "--metric"),
+        metrics=metrics,
         params={k: parse_param(v) for k, v in parse_pairs(param, "--param").items()},
         tags=parse_pairs(tag, "--tag"),
-        lineage=Lineage(datasets=datasets, code=CodeRef(repo=repo, commit=commit, dirty=dirty)),
+        lineage={"datasets": datasets, "code": code},
         description=description,
     )
     if json_out:
@@ -129,6 +139,18 @@ def register(
             f"registered [bold]{v.ref}[/] ({v.stage.value}) sha256 {v.artifact.sha256[:12]}"
             f" format {v.artifact.format}, {len(v.input_schema)} input columns"
         )
+
+
+MAX_COMMIT = 64  # a SHA-256 git object id; SHA-1 ids have 40
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def parse_metric(key: str, text: str) -> float:
+    """A ``--metric`` value: a decimal number in ASCII digits (not nan, inf, ``1_0`` or ``١``)."""
+    value = float(text) if _NUMBER.fullmatch(text.strip()) else math.nan
+    if not math.isfinite(value):  # also 1e999, which float() reads as inf
+        raise InvalidInput(f"--metric {key}: {text!r} is not a finite number", field=f"metric {key}")
+    return value
 
 
 def _readable(path: Path, option: str) -> None:
@@ -227,7 +249,8 @@ def versions(
 def show(
     ref: Annotated[str, typer.Argument(help="NAME/VERSION or NAME@ALIAS.")], json_out: JsonOpt = False
 ) -> None:
-    """Show one version: stage, aliases, metrics, lineage, approvals and evidence."""
+    """Show one version: stage, aliases, metrics, params, tags, input schema, lineage, approvals
+    and evidence."""
     v = open_registry().get(ref)
     if json_out:
         emit_json(v)
@@ -245,6 +268,12 @@ def print_version(v: ModelVersion) -> None:
         console.print(f"[red]rolled back[/]: {v.rollback_reason}")
     if v.metrics:
         console.print("metrics  " + ", ".join(f"{k}={val:.6g}" for k, val in sorted(v.metrics.items())))
+    if v.params:
+        params = ", ".join(f"{k}={json.dumps(val)}" for k, val in sorted(v.params.items()))
+        console.print(f"params   {params}", markup=False)
+    if v.tags:
+        console.print("tags     " + ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())), markup=False)
+    console.print(f"input    {input_summary(v)}", markup=False)
     code = v.lineage.code
     if code.commit:
         console.print(f"code     {code.repo or ''} {code.commit}{' (dirty)' if code.dirty else ''}")
@@ -265,6 +294,19 @@ def print_version(v: ModelVersion) -> None:
         )
     for w in v.waivers:
         console.print(f"waiver   {w.gate} by {w.actor} at {fmt_time(w.at)}: {w.reason}", markup=False)
+
+
+SHOWN_COLUMNS = 8  # `show` lists this many input columns; --json has them all
+
+
+def input_summary(v: ModelVersion) -> str:
+    """The input schema in one line: the column count, then the first columns as name:dtype."""
+    cols = v.input_schema
+    if not cols:
+        return "no input schema (serves only under govflow serve --no-schema)"
+    shown = ", ".join(f"{c.name}:{c.dtype}" for c in cols[:SHOWN_COLUMNS])
+    more = f", … {len(cols) - SHOWN_COLUMNS} more (--json lists all)" if len(cols) > SHOWN_COLUMNS else ""
+    return f"{len(cols)} column{'s' if len(cols) != 1 else ''}: {shown}{more}"
 
 
 @app.command()
@@ -406,13 +448,25 @@ def _warn_unreachable_run(name: str, version: int) -> None:
         wait = waiting.current_wait(reg, reg.get_version(name, version))
     finally:
         reg.close()
-    if wait is not None and wait.run_id:
-        err_console.print(
-            f"warning: run {wait.run_id} waits for a decision on {name}/{version}, but PREFECT_API_URL is "
-            "not set, so it was not resumed. The decision is recorded in the registry; the run sees it "
-            f"when resumed, and `govflow reconcile {name}` settles it after {wait.deadline:%Y-%m-%d %H:%M} UTC.",
-            soft_wrap=True,
+    if wait is None or not wait.run_id:
+        return
+    deadline = f"{wait.deadline:%Y-%m-%d %H:%M} UTC"
+    if wait.orchestrator != "prefect":
+        text = (
+            f"note: {wait.orchestrator} run {wait.run_id} waits for a decision on {name}/{version}. The "
+            "decision is recorded in the registry; the run honours it when its approval task is answered "
+            f"or times out, and `govflow reconcile {name}` settles the version after {deadline}."
         )
+    else:
+        # reconcile resumes a paused run the registry decided, as soon as it can reach Prefect.
+        text = (
+            f"warning: run {wait.run_id} waits for a decision on {name}/{version}, but PREFECT_API_URL is "
+            "not set, so it was not resumed. The decision is recorded in the registry. To resume the run "
+            f"now: `PREFECT_API_URL=<the run's Prefect API> govflow reconcile {name}` (`govflow run` "
+            "prints that address when it starts a temporary server). Otherwise the run sees the decision "
+            f"when it is resumed, and `govflow reconcile {name}` settles the version after {deadline}."
+        )
+    err_console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()
@@ -433,14 +487,19 @@ def rollback(
 @app.command("production-at")
 def production_at(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    iso_time: Annotated[str, typer.Argument(help="ISO 8601 time; no zone means UTC.")],
+    iso_time: Annotated[str, typer.Argument(help="ISO 8601 time (no zone means UTC), or now.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Which version was in production at a time, and who approved it."""
-    try:
-        at = datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"time: {iso_time!r} is not an ISO 8601 time", field="time") from None
+    """Which version was in production at a time (or now), and who approved it."""
+    if iso_time.strip().lower() == "now":
+        at = datetime.now(UTC)
+    else:
+        try:
+            at = datetime.fromisoformat(iso_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"time: {iso_time!r} is not an ISO 8601 time (or now)", field="time"
+            ) from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     try:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from registry.canonical import canonical_text
-from registry.errors import GovflowError, InvalidInput, StorageError
+from registry.errors import GovflowError, InvalidInput, ModelNotFound, StorageError
 
 T = TypeVar("T")
 RETRIES = 5
@@ -256,10 +256,25 @@ class Database:
         """The URL with any password hidden."""
         return self.engine.url.render_as_string(hide_password=True)
 
+    @property
+    def location(self) -> str:
+        """Where this registry lives, for a person: a SQLite file's absolute path, else the URL
+        without its password."""
+        url = self.engine.url
+        if self.dialect == "sqlite":
+            database = url.database
+            return str(Path(database).resolve()) if database and database != ":memory:" else "in-memory SQLite"
+        return url._replace(password=None).render_as_string(hide_password=False)  # URL.set ignores None
+
     @contextmanager
     def translate(self, retry: bool = False) -> Iterator[None]:
         try:
             yield
+        except ModelNotFound as exc:
+            # A typo should say which registry was read (a wrong GOVFLOW_REGISTRY_URL looks the same).
+            if exc.registry is None:
+                exc.registry = self.location
+            raise
         except GovflowError:
             raise
         except DBAPIError as exc:

@@ -37,7 +37,7 @@ from registry.remote.trail import Trail
 from registry.remote.transport import Transport, many, read_token
 from registry.remote.users import Users
 from registry.stages import Stage
-from registry.validate import check_name, check_version
+from registry.validate import check_impact, check_name, check_version
 
 
 def _stage(stage: Any) -> Any:
@@ -245,6 +245,7 @@ class RemoteRegistry(ModelIO, Trail, Users):
     def impact(
         self, *, dataset: str | None = None, digest: str | None = None, commit: str | None = None
     ) -> list[dict[str, Any]]:
+        dataset, digest, commit = check_impact(dataset, digest, commit)  # refused here, as embedded
         params = {"dataset": dataset, "digest": digest, "commit": commit}
         return TypeAdapter(list[dict[str, Any]]).validate_json(
             self._call("GET", "/api/v1/impact", params=params)

@@ -57,6 +57,12 @@ def read_token(token: str | None) -> str:
     return value
 
 
+def safe_location(url: str) -> str:
+    """A server URL without any user name or password in it."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+
+
 def error_from(response: httpx.Response) -> GovflowError:
     """The govflow error a problem+json response describes (GovflowError when the type is unknown)."""
     try:
@@ -141,8 +147,14 @@ class Transport:
         with self.connection():
             response = self.http.request(method, path, content=content, params=params, headers=headers)
         if response.status_code >= 400 and response.status_code not in ok:
-            raise error_from(response)
+            raise self.named(error_from(response))
         return response
+
+    def named(self, exc: GovflowError) -> GovflowError:
+        """``exc`` naming this server as the registry read, when it is a missing model."""
+        if isinstance(exc, errors.ModelNotFound):
+            exc.registry = safe_location(self.url)
+        return exc
 
     @contextmanager
     def stream(self, path: str) -> Iterator[httpx.Response]:
@@ -150,7 +162,7 @@ class Transport:
         with self.connection(), self.http.stream("GET", path, headers=self.headers()) as response:
             if response.status_code >= 400:
                 response.read()
-                raise error_from(response)
+                raise self.named(error_from(response))
             yield response
 
     def close(self) -> None:

@@ -69,7 +69,9 @@ def from_error(exc: GovflowError, status: int | None = None) -> JSONResponse:
     for attr in ("seq", "location"):
         extra[attr] = getattr(exc, attr, None)
     field = getattr(exc, "field", None) or exc.fields.get("field")
-    doc = body(type(exc).__name__, status, str(exc), field=field, **extra)
+    # The message, not str(exc): where the server's own database lives is not the client's to read;
+    # the client names the registry it called (the server's URL).
+    doc = body(type(exc).__name__, status, exc.message, field=field, **extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return response(doc, headers)
 

@@ -80,7 +80,7 @@ def test_approved_from_the_terminal_exits_0_then_monitor_act_4_and_ok_0(pipeline
     reader.start()
     try:
         # What the run prints while it waits: the exact command to approve it.
-        hint = "Approve with: govflow approve credit-risk 1 --reason TEXT"
+        hint = "Approve with: govflow approve credit-risk 1 --actor YOUR-NAME --reason TEXT"
         wait_for(lambda: any(hint in line for line in lines), timeout=180, what="the approve command")
         approve = govflow(
             "approve", "credit-risk", "1", "--reason", "card reviewed", "--actor", "risk-officer"

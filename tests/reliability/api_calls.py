@@ -104,10 +104,7 @@ def _reason(reason: Any, required: bool = False) -> list[str]:
 
 def _metric_ok(value: Any) -> bool:
     if isinstance(value, str):
-        try:
-            return math.isfinite(float(value))
-        except (ValueError, OverflowError):
-            return False
+        return False  # a metric is a number, not text that reads as one
     return s.is_finite_number(value)
 
 
