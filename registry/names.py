@@ -3,10 +3,11 @@
 The data is ICU's implementation of Unicode TS #39 (security mechanisms), through PyICU: its
 confusables table gives each name a *skeleton*, so ``cаrol`` (Cyrillic а) and ``carol`` share
 one, and its restriction levels say which scripts a name may mix. Nothing here is a hand-made
-list. Two comparisons follow from it:
+list. Names are compared in two ways:
 
-- ``same_person`` (skeletons equal) where treating two names as one is the safe side:
-  separation of duties, distinct approvers, the registrant clearing its own failed gate;
+- ``same_person`` (a skeleton in common) where treating two names as one is the safe side:
+  separation of duties, distinct approvers, the registrant clearing its own failed gate, and
+  refusing a new name that looks like an existing one (``refuse_lookalike``);
 - ``fold`` equality (NFKC + case folding) where a name must be exactly someone's to grant
   something: an approver allowlist, acting as a principal, a user lookup.
 """
@@ -27,8 +28,6 @@ _CHECKER.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
 _CHECKER.setChecks(
     icu.USpoofChecks.RESTRICTION_LEVEL | icu.USpoofChecks.MIXED_NUMBERS | icu.USpoofChecks.INVISIBLE
 )
-ICU_VERSION: str = icu.ICU_VERSION
-UNICODE_VERSION: str = icu.UNICODE_VERSION
 _SHARED_SCRIPTS = {"Common", "Inherited", "Unknown"}
 
 
