@@ -7,7 +7,15 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# PyICU (look-alike names, docs/security.md) builds against the system ICU: on Debian it needs
+# libicu-dev, pkg-config and a C++ compiler, installed here when missing and running as root.
+define icu_build_deps
+	@(command -v pkg-config >/dev/null && pkg-config --exists icu-uc) || [ "$$(id -u)" -ne 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libicu-dev pkg-config g++)
+endef
+
 $(STAMP): pyproject.toml
+	$(icu_build_deps)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -35,6 +43,7 @@ AF_STAMP := $(AF_VENV)/.installed
 install-airflow: $(AF_STAMP)
 
 $(AF_STAMP): pyproject.toml
+	$(icu_build_deps)
 	test -x $(AF_BIN)/python || $(PY) -m venv $(AF_VENV)
 	$(AF_BIN)/python -m pip install --quiet --upgrade pip
 	$(AF_BIN)/python govflow/airflow/requirements.py > $(AF_VENV)/requirements.txt

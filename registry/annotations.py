@@ -6,11 +6,12 @@ import json
 import math
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry import audit, identity, lifecycle, queries
+from registry import audit, identity, lifecycle, names, queries
 from registry.base import RegistryBase, now
-from registry.db.tables import evidence
+from registry.db.tables import aliases, evidence
 from registry.entities import Evidence
 from registry.errors import InvalidInput, Refused
 from registry.validate import check_actor, check_json, check_name, check_version
@@ -51,6 +52,11 @@ class Annotations(RegistryBase):
         def work(conn: Connection) -> None:
             model = queries.model_row(conn, name)
             row = queries.version_row(conn, name, version) if version is not None else None
+            if row is not None:
+                known = conn.execute(sa.select(aliases.c.alias).where(aliases.c.model_id == model.id))
+                names.refuse_lookalike(
+                    alias, [lifecycle.PRODUCTION_ALIAS, *known.scalars()], field="alias", kind="alias"
+                )
             old = lifecycle.point_alias(conn, model.id, alias, row, actor=who, at=at)
             if version is None and old is None:
                 queries.resolve_alias(conn, name, alias)  # raises AliasNotFound

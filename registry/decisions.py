@@ -7,10 +7,12 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from registry import approval_codes, gates, identity, lifecycle, queries
+from registry.auth import users
 from registry.base import RegistryBase, now
 from registry.db.tables import approvals, waivers
 from registry.entities import Approval, Waiver
 from registry.errors import Forbidden, InvalidInput, Refused, SeparationOfDuties
+from registry.names import same_person, shown
 from registry.stages import Stage, parse_stage
 from registry.validate import check_actor, check_name, check_text, check_version, same_actor
 
@@ -93,6 +95,8 @@ class Decisions(RegistryBase):
             if code is not None:
                 decider, code_id = approval_codes.redeem(conn, code, row, f"{name}/{version}", at=at)
             assert decider is not None
+            if claimed_by is not None:
+                users.refuse_lookalike(conn, decider, "claimed_by")
             if own_reject and not (
                 same_actor(decider, row.registered_by) and Stage(row.stage) == Stage.STAGING
             ):
@@ -218,9 +222,10 @@ class Decisions(RegistryBase):
                 raise Refused(f"the policy forbids waivers; {ref} needs a passing {gate} result", model=name)
             if Stage(row.stage) not in (Stage.DEVELOPMENT, Stage.STAGING):
                 raise Refused(f"{ref} is in {row.stage}; waivers are for versions under review", model=name)
-            if policy.separation_of_duties and same_actor(who, row.registered_by):
+            if policy.separation_of_duties and same_person(who, row.registered_by):
                 raise SeparationOfDuties(
-                    f"{who} registered {ref} and may not waive its gates (separation of duties)",
+                    f"{shown(who, row.registered_by)} registered {ref} and may not waive its gates "
+                    "(separation of duties)",
                     model=name,
                     version=version,
                 )

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from registry.db.tables import evidence, waivers
+from registry.names import same_person
 from registry.policy import Policy
 from registry.stages import Stage
-from registry.validate import same_actor
 
 # Each result with whether an approver waived it: one query for the gates and their waivers.
 _GATE_RESULTS = (
@@ -52,7 +52,7 @@ def latest_results(
             and before is not None
             and not before[1]
             and policy.separation_of_duties
-            and same_actor(actor, row.registered_by)
+            and same_person(actor, row.registered_by)
         ):
             ignored.add(gate)
             continue

@@ -22,11 +22,12 @@ from registry.errors import (
     SeparationOfDuties,
 )
 from registry.gates import gate_problems
+from registry.names import person_keys, same_person, shown
 from registry.policy import Policy
 from registry.queries import decision_rows, production_row
 from registry.servable import check_servable, serving_problems
 from registry.stages import TRANSITIONS, Stage
-from registry.validate import actor_key, same_actor
+from registry.validate import same_actor
 
 PRODUCTION_ALIAS = Stage.PRODUCTION.value
 
@@ -187,9 +188,9 @@ def check_decider(
             version=row.version,
         )
     rule = policy.rule(target)
-    if approving and policy.separation_of_duties and same_actor(actor, row.registered_by):
+    if approving and policy.separation_of_duties and same_person(actor, row.registered_by):
         raise SeparationOfDuties(
-            f"{actor} registered {ref} and may not approve it (separation of duties)",
+            f"{shown(actor, row.registered_by)} registered {ref} and may not approve it (separation of duties)",
             model=model,
             version=row.version,
         )
@@ -206,9 +207,10 @@ def check_decider(
     if now is not None:  # an expired approval may be renewed
         oldest = now - timedelta(seconds=policy.approval_valid_for)
         earlier = [d for d in earlier if d.decision != "approve" or d.at >= oldest]
-    if any(same_actor(d.actor, actor) for d in earlier):
+    twin = next((d.actor for d in earlier if same_person(d.actor, actor)), None)
+    if twin is not None:
         raise SeparationOfDuties(
-            f"{actor} has already decided on {ref} in this review; approvers must be distinct",
+            f"{shown(actor, twin)} has already decided on {ref} in this review; approvers must be distinct",
             model=model,
             version=row.version,
         )
@@ -231,12 +233,12 @@ def counted_approvers(
     """
     rule = policy.rule(target)
     approvers: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     oldest = now - timedelta(seconds=policy.approval_valid_for) if now is not None else None
     for decision, actor, at, claimed_by in decisions:
-        if decision != "approve" or actor_key(actor) in seen:
+        if decision != "approve" or not seen.isdisjoint(person_keys(actor)):
             continue
-        if policy.separation_of_duties and same_actor(actor, row.registered_by):
+        if policy.separation_of_duties and same_person(actor, row.registered_by):
             continue
         if rule.approvers is not None and not any(same_actor(actor, a) for a in rule.approvers):
             continue
@@ -248,7 +250,7 @@ def counted_approvers(
             if skipped is not None:
                 skipped.setdefault("typed into a form, not authenticated", []).append(actor)
             continue
-        seen.add(actor_key(actor))
+        seen |= person_keys(actor)
         approvers.append(actor)
     return approvers
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+from registry import names
 from registry.artifacts import Blob
 from registry.audit import canonical
 from registry.db.tables import datasets, models, stage_history, versions
@@ -63,6 +64,8 @@ def insert_version(
     """
     bumped = conn.execute(_BUMP, {"b_name": name}).first()
     if bumped is None:
+        known = conn.execute(sa.select(models.c.name)).scalars()
+        names.refuse_lookalike(name, known, field="name", kind="model")
         conn.execute(
             _NEW_MODEL,
             {"name": name, "description": spec.description, "created_at": at, "created_by": actor},

@@ -13,6 +13,7 @@ import unicodedata
 from typing import Any
 
 from registry.errors import InvalidInput
+from registry.names import check_script, fold
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 MAX_VERSION = 2**31 - 1
@@ -43,7 +44,8 @@ def check_name(name: Any, field: str = "name") -> str:
 
 
 def check_actor(actor: Any, field: str = "actor") -> str:
-    """Return a usable actor name: 1 to 128 characters, no control, format or line-break ones."""
+    """Return a usable actor name: 1 to 128 characters, no control, format or line-break ones,
+    written in one script (see ``registry.names``)."""
     if not isinstance(actor, str):
         raise InvalidInput(f"{field}: {actor!r} must be a string", field=field)
     actor = actor.strip(" ")
@@ -52,16 +54,19 @@ def check_actor(actor: Any, field: str = "actor") -> str:
     bad = bad_character(actor)
     if bad:
         raise InvalidInput(f"{field}: {actor!r} contains {bad}", field=field)
-    return actor
+    return check_script(actor, field)
 
 
 def actor_key(actor: str) -> str:
-    """The form actors are compared in: NFKC-normalized and case-folded (``Bob`` = ``ｂｏｂ``)."""
-    return unicodedata.normalize("NFKC", actor).casefold()
+    """The form a name must match to be someone's: NFKC-normalized and case-folded (``Bob`` = ``ｂｏｂ``)."""
+    return fold(actor)
 
 
 def same_actor(a: str, b: str) -> bool:
-    """True when two actor names denote the same person."""
+    """True when two spellings are the same name, as a grant needs (an allowlist, acting as).
+
+    Separation of duties asks the looser question, ``registry.names.same_person``.
+    """
     return actor_key(a) == actor_key(b)
 
 

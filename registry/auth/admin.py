@@ -30,8 +30,9 @@ class UserAdmin(RegistryBase):
     def add_user(self, name: str, roles: list[str], *, expires_in: timedelta | None = None) -> NewToken:
         """Add a user and return its token (shown once).
 
-        Refuses a name with control or zero-width characters, a look-alike of an existing user
-        (``Bob`` = ``ｂｏｂ``), an unknown role, an empty role list and a non-positive lifetime.
+        Refuses a name with control or zero-width characters, one that mixes scripts (``cаrol``),
+        the name or a look-alike of an existing user (``Bob`` = ``ｂｏｂ``; ``сі`` looks like ``ci``),
+        an unknown role, an empty role list and a non-positive lifetime.
         """
         identity.require("users", "add users")
         who = identity.actor_for(None)

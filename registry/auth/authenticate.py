@@ -18,8 +18,9 @@ from typing import Literal
 from registry.auth import tokens, users
 from registry.auth.oidc import OIDCConfig, OIDCVerifier
 from registry.db import Database
-from registry.errors import Unauthenticated
+from registry.errors import InvalidInput, Unauthenticated
 from registry.identity import ROLES
+from registry.names import check_script
 
 __all__ = ["Authenticator", "OIDCConfig", "Principal"]
 
@@ -57,6 +58,11 @@ class Authenticator:
                     "JWT: OIDC is not configured on this server; use an API token (gft_...)"
                 )
             name, roles = self.oidc.verify(credential)
+            with self.db.lookup() as conn:
+                try:
+                    users.refuse_lookalike(conn, name, self.oidc.config.principal_claim)
+                except InvalidInput as exc:
+                    raise Unauthenticated(f"JWT claim {exc}") from None
             return Principal(name=name, roles=roles, source="oidc")
         raise Unauthenticated("credential: neither an API token (gft_...) nor a JWT")
 
@@ -75,6 +81,10 @@ class Authenticator:
             if not tokens.verify(token, row.token_salt, row.token_hash):
                 raise Unauthenticated("token not recognized (bad secret)")
             self._remember(key, row.token_hash)
+        try:
+            check_script(row.name, "principal")  # a user added before names were checked
+        except InvalidInput as exc:
+            raise Unauthenticated(f"token: {exc}; an admin must revoke this user and add it again") from None
         roles = frozenset(role for role in row.roles if role in ROLES)
         return Principal(name=row.name, roles=roles, source="token")
 

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from registry import names
 from registry.auth import tokens
 from registry.auth.entities import NewToken, UserInfo
 from registry.db.tables import users
@@ -60,6 +61,16 @@ def _row_by_name(conn: Connection, name: Any) -> Row[Any]:
     return row
 
 
+def refuse_lookalike(conn: Connection, name: str, field: str) -> None:
+    """Refuse ``name`` when it looks like a user's name (revoked ones too) without being it.
+
+    Looks are UTS #39 confusable skeletons (``registry.names``): ``сі`` beside ``ci``, ``BiIl``
+    beside ``Bill``. Read inside the write transaction, which holds the write lock, so two
+    look-alikes cannot be added at once.
+    """
+    names.refuse_lookalike(name, conn.execute(sa.select(users.c.name)).scalars(), field=field, kind="user")
+
+
 def _info(row: Row[Any], at: datetime) -> UserInfo:
     expired = row.expires_at is not None and row.expires_at <= at
     return UserInfo(
@@ -85,7 +96,8 @@ def add(
     expires_in: timedelta | None = None,
     issued: tokens.IssuedToken | None = None,
 ) -> NewToken:
-    """Add a user with a new token; refuses a bad name or role and a look-alike of an existing name."""
+    """Add a user with a new token; refuses a bad name or role, and a name that is or looks like an
+    existing user's (NFKC and case folding, then UTS #39 confusable skeletons)."""
     name = check_actor(name, "name")
     roles = check_roles(roles)
     lifetime = check_lifetime(expires_in)
@@ -96,6 +108,7 @@ def add(
             f"name: {name!r} is the existing user {existing!r} (names compare after NFKC and case folding)",
             field="name",
         )
+    refuse_lookalike(conn, name, "name")
     issued = issued or tokens.issue()
     conn.execute(
         users.insert().values(

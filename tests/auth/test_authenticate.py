@@ -143,3 +143,11 @@ def test_a_raw_token_without_the_bearer_scheme_is_refused(users_reg: UserRegistr
 def test_bearer_returns_the_credential() -> None:
     assert bearer("Bearer gft_abc") == "gft_abc"
     assert bearer("BEARER x.y.z") == "x.y.z"
+
+
+def test_a_token_of_a_mixed_script_user_from_before_the_check_is_refused(any_users_reg: UserRegistry) -> None:
+    new = any_users_reg.add_user("carol", ["approver"])
+    with any_users_reg.db.engine.begin() as conn:  # as an older release could store it
+        conn.execute(users.update().where(users.c.name == "carol").values(name="cаrol", name_key="cаrol"))
+    with pytest.raises(Unauthenticated, match=r"^token: principal: 'cаrol' mixes scripts \(Cyrillic, Latin\)"):
+        Authenticator(any_users_reg.db).authenticate(f"Bearer {new.token}")

@@ -11,6 +11,7 @@ import pytest
 from registry.auth.authenticate import Authenticator, Principal
 from registry.auth.oidc import OIDCConfig, parse_role_map
 from registry.db import Database
+from registry.db.migrate import ensure_schema
 from registry.errors import InvalidInput, Unauthenticated
 from tests.auth import jwks_server as js
 
@@ -33,8 +34,9 @@ def jwks(keys: dict[str, Any]) -> Iterator[js.JWKSServer]:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A database the OIDC path never needs to read (JWT users have no row)."""
+    """A registry database without users (JWT users have no row; the OIDC path reads the names)."""
     database = Database(f"sqlite:///{tmp_path_factory.mktemp('oidc') / 'registry.db'}")
+    ensure_schema(database)
     try:
         yield database
     finally:
@@ -220,3 +222,37 @@ def test_loopback_http_jwks_is_allowed() -> None:
 
 def test_parse_role_map() -> None:
     assert parse_role_map("a=reader,admin;b=pipeline") == {"a": ["reader", "admin"], "b": ["pipeline"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("cаrol", r"mixes scripts \(Cyrillic, Latin\)"),
+        ("bοb", r"mixes scripts \(Greek, Latin\)"),
+        ("ciсі", r"mixes scripts \(Cyrillic, Latin\)"),
+        ("ab١", r"mixes scripts \(Arabic, Latin\)"),
+    ],
+)
+def test_a_mixed_script_principal_claim_is_refused(
+    auth: Authenticator, keys: dict[str, Any], name: str, why: str
+) -> None:
+    _refused(auth, js.sign(keys["rsa"], preferred_username=name), f"^JWT claim preferred_username: '{name}' {why}")
+
+
+def test_a_principal_claim_that_looks_like_a_token_user_is_refused(
+    tmp_path: Any, jwks: js.JWKSServer, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.auth.conftest import open_user_registry
+
+    monkeypatch.setenv("GOVFLOW_ACTOR", "root")
+    reg = open_user_registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path)
+    try:
+        reg.add_user("bob", ["pipeline"])
+        config = OIDCConfig(issuer=js.ISSUER, audience=js.AUDIENCE, jwks_url=jwks.url, role_map=ROLE_MAP)
+        auth = Authenticator(reg.db, config)
+        lookalike = js.sign(keys["rsa"], preferred_username="ВОВ")
+        _refused(auth, lookalike, "^JWT claim preferred_username: 'ВОВ' looks like the user 'bob'")
+        assert auth.authenticate(f"Bearer {js.sign(keys['rsa'], preferred_username='bob')}").name == "bob"
+        assert auth.authenticate(f"Bearer {js.sign(keys['rsa'], preferred_username='мария')}").name == "мария"
+    finally:
+        reg.close()

@@ -188,3 +188,47 @@ def test_user_events_cannot_be_forged_through_record(users_reg: UserRegistry) ->
         with pytest.raises(InvalidInput, match="registry's own namespace"):
             users_reg.record(action, payload={"name": "mallory", "roles": ["admin"]})
     assert _user_events(users_reg) == []
+
+
+# --- look-alikes from other scripts (issue 19): UTS #39 skeletons, on SQLite and PostgreSQL ------
+
+
+@pytest.mark.parametrize(
+    ("existing", "new", "message"),
+    [
+        ("carol", "cаrol", r"^name: 'cаrol' mixes scripts \(Cyrillic, Latin\)"),
+        ("bob", "bοb", r"^name: 'bοb' mixes scripts \(Greek, Latin\)"),
+        ("carol", "ꓚarol", r"^name: 'ꓚarol' mixes scripts \(Latin, Lisu\)"),
+        ("dave", "Ꭰave", r"^name: 'Ꭰave' mixes scripts \(Cherokee, Latin\)"),
+        ("ci", "сі", r"^name: 'сі' looks like the user 'ci' \(the same UTS #39 confusable skeleton\)$"),
+        ("bob", "ВОВ", r"^name: 'ВОВ' looks like the user 'bob'"),
+        ("dave", "ԁаѵе", r"^name: 'ԁаѵе' looks like the user 'dave'"),
+        ("Bill", "BiIl", r"^name: 'BiIl' looks like the user 'Bill'"),
+        ("carol", "caro1", r"^name: 'caro1' looks like the user 'carol'"),
+    ],
+)
+def test_an_admin_cannot_add_a_look_alike_of_an_existing_user(
+    any_users_reg: UserRegistry, existing: str, new: str, message: str
+) -> None:
+    any_users_reg.add_user(existing, ["approver"])
+    events = _user_events(any_users_reg)
+    with pytest.raises(InvalidInput, match=message) as info:
+        any_users_reg.add_user(new, ["approver"])
+    assert info.value.field == "name"
+    assert [u.name for u in any_users_reg.list_users()] == [existing]
+    assert _user_events(any_users_reg) == events
+
+
+def test_a_revoked_user_still_keeps_its_look_alikes_out(users_reg: UserRegistry) -> None:
+    users_reg.add_user("ci", ["pipeline"])
+    users_reg.add_user("root", ["admin"])
+    users_reg.revoke_user("ci")
+    with pytest.raises(InvalidInput, match="looks like the user 'ci'"):
+        users_reg.add_user("сі", ["pipeline"])
+
+
+def test_people_with_names_in_other_scripts_are_distinct_users(any_users_reg: UserRegistry) -> None:
+    names = ["maria", "мария", "eleni", "ελένη", "たなか太郎", "김민준", "عمر", "josé"]
+    for name in names:
+        any_users_reg.add_user(name, ["approver"])
+    assert [u.name for u in any_users_reg.list_users()] == names

@@ -316,6 +316,7 @@ def known_cases(paths: Paths) -> list[Call]:
         register("name", name="churn\n"),
         register("name", name="ch\u200burn"),
         register("actor", actor="alice\u2060"),
+        register("actor", actor="\u0430lice"),  # a Cyrillic а: mixes scripts
         register("metrics", metrics={"auc": 10**400}),
         register("metrics", metrics={"auc": math.nan}),
         register("params", params={"k": math.nan}),

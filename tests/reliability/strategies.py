@@ -64,14 +64,20 @@ def has_bad_char(value: str) -> bool:
     return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in value)
 
 
+def mixes_latin_with_look_alikes(value: str) -> bool:
+    """Whether ``value`` has Latin letters beside Cyrillic or Greek ones (by character name)."""
+    scripts = {unicodedata.name(ch, "").split(" ")[0] for ch in value}
+    return "LATIN" in scripts and bool(scripts & {"CYRILLIC", "GREEK"})
+
+
 def must_refuse_actor(value: Any) -> bool:
-    """An actor the registry must refuse (design invariant 9): not text, blank, too long, or
-    holding a control, format or line-break character."""
+    """An actor the registry must refuse (design invariants 9 and 18): not text, blank, too long,
+    holding a control, format or line-break character, or mixing Latin with Cyrillic or Greek."""
     if value is None:
         return False  # falls back to GOVFLOW_ACTOR
     if not isinstance(value, str) or not value.strip() or len(value.strip()) > 128:
         return True
-    return has_bad_char(value.strip())
+    return has_bad_char(value.strip()) or mixes_latin_with_look_alikes(value)
 
 
 versions = st.one_of(

@@ -59,3 +59,20 @@ def test_an_sso_name_spelled_like_the_registrant_cannot_approve(
     jwt = js.sign(sso["key"], preferred_username="ＢＯＢ", groups=["risk"])
     with unchanged(), pytest.raises(errors.SeparationOfDuties):
         RemoteRegistry(registry_server.url, token=jwt).approve("churn", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("cаrol", r"^JWT claim preferred_username: 'cаrol' mixes scripts \(Cyrillic, Latin\)"),
+        ("ꓚarol", r"^JWT claim preferred_username: 'ꓚarol' mixes scripts \(Latin, Lisu\)"),
+        ("ВОВ", r"^JWT claim preferred_username: 'ВОВ' looks like the user 'bob'"),
+        ("аlice", r"^JWT claim preferred_username: 'аlice' mixes scripts"),
+    ],
+)
+def test_an_sso_name_that_could_pass_for_someone_is_refused(
+    sso: dict[str, Any], registry_server: Any, unchanged: Any, name: str, message: str
+) -> None:
+    jwt = js.sign(sso["key"], preferred_username=name, groups=["risk"])
+    with unchanged(), pytest.raises(errors.Unauthenticated, match=message):
+        RemoteRegistry(registry_server.url, token=jwt).approve("churn", 1)
