@@ -70,16 +70,12 @@ def concerns(event: AuditEvent, version: int) -> bool:
     return payload.get("replaced") == version or payload.get("from_version") == version
 
 
-def _policy_in_force_info(reg: Any) -> Any:
-    # policy_info() seeds an empty registry (a write); a registry holding a version has a policy,
-    # but ask the history first so a pack never writes.
-    return reg.policy_info() if reg.policy_history() else None
-
-
 def _policy_now(reg: Any) -> tuple[dict[str, Any] | None, str | None, list[str]]:
-    info = _policy_in_force_info(reg)
-    if info is None:
+    """The policy in force, its sha256 and the registry's warnings about it."""
+    # policy_info() seeds an empty registry (a write); ask the history first so a pack never writes.
+    if not reg.policy_history():
         return None, None, []
+    info = reg.policy_info()
     # The policy info may carry warnings (for example typed names counted on a server).
     warnings = [str(w) for w in (getattr(info, "warnings", None) or [])]
     return info.document, info.sha256, warnings

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,10 +32,7 @@ from registry.policy import StageRule
 from registry.policy_record import digest
 from registry.remote import RemoteRegistry
 from registry.reports import build_pack, render, verify_segment, write_pack
-from registry.reports.naming import safe_url
-from registry.reports.policy_toml import human_duration, policy_toml
 from registry.reports.proof import ChainLink
-from registry.reports.timeline import when
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = '<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png" onerror="window.__pwned = 2">'
@@ -108,6 +106,11 @@ def _story(reg: Registry, tmp_path: Path) -> Story:
 @pytest.fixture
 def story(registry: Registry, tmp_path: Path) -> Story:
     return _story(registry, tmp_path)
+
+
+def when(at: Any) -> str:
+    """A time as the pack prints it."""
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _pack(s: Story, **kw):
@@ -481,6 +484,8 @@ def test_the_policy_reads_as_toml_beside_its_hash(story: Story) -> None:
 
 
 def test_policy_toml_round_trips_any_policy_with_durations_in_days_and_hours() -> None:
+    from registry.reports.policy_toml import human_duration, policy_toml
+
     policy = Policy(
         stages={
             "staging": StageRule(gates=["data"]),
@@ -500,6 +505,22 @@ def test_policy_toml_round_trips_any_policy_with_durations_in_days_and_hours() -
     assert [human_duration(n) for n in (60, 86_400, 90_061)] == ["1 minute", "1 day", "1 day 1 hour and more"]
 
 
+def test_the_registrys_warnings_about_its_policy_show_in_the_pack(story: Story) -> None:
+    class Warned(PublicOnly):
+        def policy_info(self) -> Any:
+            info = self._reg.policy_info()
+            warning = "authenticated_approvals is off: names typed into a form count toward the quorum"
+            return SimpleNamespace(document=info.document, sha256=info.sha256, warnings=[warning])
+
+    pack = build_pack(Warned(story.reg), "churn/1")
+    assert pack.policy.warnings == [
+        "authenticated_approvals is off: names typed into a form count toward the quorum"
+    ]
+    assert pack.policy.in_force_sha256 == pack.policy.documents[0].sha256
+    assert "> **Warning:** authenticated_approvals is off" in render(pack, "md")
+    assert '<p class="warning">Warning: authenticated_approvals is off' in render(pack, "html")
+
+
 @pytest.mark.parametrize(
     ("url", "named"),
     [
@@ -515,6 +536,8 @@ def test_policy_toml_round_trips_any_policy_with_durations_in_days_and_hours() -
     ],
 )
 def test_the_registry_is_named_without_credentials(url: str, named: str) -> None:
+    from registry.reports.naming import safe_url
+
     assert safe_url(url) == named
 
 
