@@ -51,7 +51,10 @@ def evidence_pack(
         Path | None, typer.Option("--pubkey", help="Public key that signed the checkpoint.")
     ] = None,
 ) -> None:
-    """Write the evidence pack of a version (also: govflow evidence NAME/V --out DIR)."""
+    """Write the evidence pack of a version (also: govflow evidence NAME/V --out DIR).
+
+    Reads only what a reader may read, so it works against a server with a reader token.
+    """
     # The report templates (jinja2) load only when a pack is written.
     from registry.reports import build_pack, write_pack
     from registry.reports.render import parse_format

@@ -1,7 +1,8 @@
 """Evidence packs: everything an auditor needs about one version, gathered from the registry.
 
 The pack is a pydantic model (``EvidencePack``); its JSON dump is the source of truth and the
-Markdown and HTML renderings are views of it. Building a pack only reads the registry.
+Markdown and HTML renderings are views of it. Building a pack only reads the registry, through
+its public API (``reads``), so it is the same against a database file and against a server.
 """
 
 from __future__ import annotations
@@ -9,30 +10,34 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.audit import canonical
 from registry.entities import (
-    Approval,
     ArtifactRef,
     AuditEvent,
     CodeRef,
     ColumnSpec,
     DatasetRef,
-    Evidence,
     ModelVersion,
     ParamValue,
     RunRef,
     StageChange,
     VerifyReport,
 )
+from registry.reports.policy_toml import policy_toml
 from registry.reports.proof import DEFAULT_CAP, ChainProof, prove_events
+from registry.reports.reads import PackReads, read_version
+from registry.reports.timeline import (
+    DecisionEntry,
+    GateEntry,
+    Standing,
+    WaiverEntry,
+    build_timeline,
+)
 from registry.stages import Stage
-
-if TYPE_CHECKING:
-    from registry.registry import Registry
 
 # Audit actions that are governance decisions; any event that records a policy hash counts too.
 DECISION_ACTIONS = frozenset(
@@ -50,7 +55,10 @@ class PackHeader(_Section):
     model: str = Field(description="Model name.")
     version: int = Field(description="Version number.")
     generated_at: datetime = Field(description="When the pack was generated, UTC.")
-    registry: str = Field(description="The registry database, without credentials.")
+    registry: str = Field(
+        description="Where the registry lives (database URL with an absolute path, or the server's "
+        "URL), without user, password or query."
+    )
     chain: VerifyReport = Field(description="Result of recomputing the whole audit chain.")
     content_sha256: str = Field(
         default="",
@@ -74,6 +82,7 @@ class ModelCard(_Section):
     artifact: ArtifactRef = Field(description="The stored artifact and its digest.")
     registered_by: str = Field(description="Registrant.")
     registered_at: datetime = Field(description="Registration time, UTC.")
+    standing: Standing = Field(description="Whether and why the version is in production.")
 
 
 class LineageSection(_Section):
@@ -85,12 +94,6 @@ class LineageSection(_Section):
     )
     code: CodeRef = Field(description="Repository, commit and dirty flag.")
     run: RunRef = Field(description="The producing flow run.")
-
-
-class GateEntry(Evidence):
-    """One gate result kept on the version, marked when it is the one that counts."""
-
-    latest: bool = Field(description="True for the latest result of its gate, the one that counts.")
 
 
 class PolicyDecision(_Section):
@@ -112,6 +115,11 @@ class PolicyDocument(_Section):
 
     sha256: str = Field(description="sha256 of the canonical JSON of the document.")
     document: dict[str, Any] | None = Field(description="The policy; None when the registry lacks it.")
+    toml: str | None = Field(
+        default=None,
+        description="The document as a TOML policy file, durations also in days and hours; it loads "
+        "back to the same sha256. None when the registry lacks the document.",
+    )
 
 
 class PolicySection(_Section):
@@ -119,12 +127,30 @@ class PolicySection(_Section):
 
     decisions: list[PolicyDecision] = Field(description="Decisions, in chain order.")
     documents: list[PolicyDocument] = Field(description="Each distinct policy once.")
+    in_force_sha256: str | None = Field(
+        default=None, description="The policy in force when the pack was made."
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="What the registry warns about the policy in force now."
+    )
+
+
+class AuditEntry(AuditEvent):
+    """An audit event in a version's pack: about the version, or context (another version's
+    event that moved this one)."""
+
+    about: Literal["version", "context"] = Field(
+        description="version: the event is about this version; context: another version's event."
+    )
+    note: str | None = Field(default=None, description="What the event did to this version, when not plain.")
 
 
 class AuditSection(_Section):
     """The version's audit events and, with a checkpoint, the proof they are in the signed chain."""
 
-    events: list[AuditEvent] = Field(description="Events about the version, in chain order.")
+    events: list[AuditEntry] = Field(
+        description="Events about the version and context events, in chain order."
+    )
     proof: ChainProof | None = Field(default=None, description="Checkpoint proof; None without one.")
 
 
@@ -135,7 +161,12 @@ class EvidencePack(_Section):
     model_card: ModelCard = Field(description="The model card.")
     lineage: LineageSection = Field(description="Data, split, code and run lineage.")
     gates: list[GateEntry] = Field(description="Every gate result, oldest first.")
-    decisions: list[Approval] = Field(description="Approvals and rejections, oldest first.")
+    decisions: list[DecisionEntry] = Field(
+        description="Approvals and rejections, oldest first, each with the state it had when it took effect."
+    )
+    waivers: list[WaiverEntry] = Field(
+        default_factory=list, description="Waived failed gates, oldest first, each with its state."
+    )
     stage_history: list[StageChange] = Field(description="The version's stage changes, oldest first.")
     audit: AuditSection = Field(description="Audit events and the checkpoint proof.")
     policy: PolicySection = Field(description="Policies in force at each decision.")
@@ -152,7 +183,7 @@ class EvidencePack(_Section):
 
 
 def build_pack(
-    reg: Registry,
+    reg: Any,
     ref: str,
     *,
     checkpoint: str | Path | None = None,
@@ -162,49 +193,67 @@ def build_pack(
 ) -> EvidencePack:
     """Gather the evidence pack of ``ref`` (``name/V`` or ``name@alias``).
 
-    With ``checkpoint`` and ``pubkey`` the pack carries the chain segment from the version's
-    first event to the checkpoint, checked against the signed head. Refuses a bad reference, an
-    unknown version, and a checkpoint that does not parse or whose signature does not verify.
+    ``reg`` is a ``Registry`` or a ``RemoteRegistry``; only its public reads are used, so a
+    ``reader`` token suffices. With ``checkpoint`` and ``pubkey`` the pack carries the chain
+    segment from the version's first event to the checkpoint, checked against the signed head.
+    Refuses a bad reference, an unknown version, and a checkpoint that does not parse or whose
+    signature does not verify.
     """
-    v = reg.get(ref)
-    events = [e for e in reg.audit_log(model=v.model) if _concerns(e, v.version)]
+    reads = read_version(reg, ref)
+    v = reads.version
+    at = now or datetime.now(UTC)
     proof = None
     if checkpoint is not None or pubkey is not None:
-        proof = prove_events(reg, events, checkpoint, pubkey, cap=cap)
+        proof = prove_events(reg, reads.events, checkpoint, pubkey, cap=cap)
+    timeline = build_timeline(reads, at)
     pack = EvidencePack(
         header=PackHeader(
             model=v.model,
             version=v.version,
-            generated_at=now or datetime.now(UTC),
-            registry=reg.db.safe_url,
-            chain=reg.verify_audit(),
+            generated_at=at,
+            registry=reads.registry,
+            chain=reads.chain,
         ),
-        model_card=_card(v),
+        model_card=_card(v, timeline.standing),
         lineage=LineageSection(
             datasets=v.lineage.datasets,
             split_rule=_split_rule(v),
             code=v.lineage.code,
             run=v.lineage.run,
         ),
-        gates=_gates(v),
-        decisions=v.approvals,
-        stage_history=[c for c in reg.history(v.model) if c.version == v.version],
-        audit=AuditSection(events=events, proof=proof),
-        policy=_policies(reg, events),
+        gates=timeline.gates,
+        decisions=timeline.decisions,
+        waivers=timeline.waivers,
+        stage_history=reads.changes,
+        audit=AuditSection(events=[_entry(e, v.version) for e in reads.events], proof=proof),
+        policy=_policies(reads),
     )
     return pack.sealed()
 
 
-def _concerns(event: AuditEvent, version: int) -> bool:
-    """The event is about the version, or moved it out of production for another one."""
-    if event.version == version:
-        return True
+def _entry(event: AuditEvent, version: int) -> AuditEntry:
+    """The event, marked as about this version or as context, with what it did to it."""
     payload = event.payload
-    return payload.get("replaced") == version or payload.get("from_version") == version
+    fields = event.model_dump()
+    if event.version != version:
+        if event.action == "version.promoted":
+            note = f"version {event.version} promoted, replacing this version"
+        elif event.action == "model.rolled_back":
+            note = f"version {event.version} restored by rollback, rolling back this version"
+        else:
+            note = f"an event of version {event.version} that moved this version"
+        return AuditEntry(**fields, about="context", note=note)
+    note = None
+    if event.action == "model.rolled_back":
+        note = f"restored this version by rollback, rolling back version {payload.get('from_version')}"
+    elif event.action == "version.promoted" and isinstance(payload.get("replaced"), int):
+        note = f"promoted this version, replacing version {payload['replaced']}"
+    return AuditEntry(**fields, about="version", note=note)
 
 
-def _card(v: ModelVersion) -> ModelCard:
-    return ModelCard.model_validate(v.model_dump(include=set(ModelCard.model_fields)))
+def _card(v: ModelVersion, standing: Standing) -> ModelCard:
+    fields = v.model_dump(include=set(ModelCard.model_fields) - {"standing"})
+    return ModelCard.model_validate({**fields, "standing": standing})
 
 
 def _split_rule(v: ModelVersion) -> dict[str, ParamValue]:
@@ -217,21 +266,21 @@ def _split_rule(v: ModelVersion) -> dict[str, ParamValue]:
     return dict(sorted(found.items()))
 
 
-def _gates(v: ModelVersion) -> list[GateEntry]:
-    last = {e.gate: i for i, e in enumerate(v.evidence)}
-    return [GateEntry(**e.model_dump(), latest=last[e.gate] == i) for i, e in enumerate(v.evidence)]
-
-
-def _policies(reg: Registry, events: list[AuditEvent]) -> PolicySection:
+def _policies(reads: PackReads) -> PolicySection:
     decisions: list[PolicyDecision] = []
     documents: dict[str, PolicyDocument] = {}
-    for e in events:
+    for e in reads.events:
+        if e.version != reads.version.version:
+            continue  # another version's decision: its own pack shows its policy
         recorded = e.payload.get("policy_sha256")
         sha = recorded if isinstance(recorded, str) else None
         if sha is None and e.action not in DECISION_ACTIONS:
             continue
         if sha is not None and sha not in documents:
-            documents[sha] = PolicyDocument(sha256=sha, document=reg.policy_document(sha))
+            doc = reads.document(sha)
+            documents[sha] = PolicyDocument(
+                sha256=sha, document=doc, toml=policy_toml(doc) if doc is not None else None
+            )
         decisions.append(
             PolicyDecision(
                 seq=e.seq,
@@ -242,4 +291,9 @@ def _policies(reg: Registry, events: list[AuditEvent]) -> PolicySection:
                 recorded=sha is not None,
             )
         )
-    return PolicySection(decisions=decisions, documents=list(documents.values()))
+    return PolicySection(
+        decisions=decisions,
+        documents=list(documents.values()),
+        in_force_sha256=reads.policy_now_sha256,
+        warnings=reads.policy_warnings,
+    )

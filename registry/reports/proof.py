@@ -9,25 +9,20 @@ key can check it without the registry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Connection, Row
 
 from registry import audit, checkpoint
-from registry.db.tables import audit_events
+from registry.checkpoint import Checkpoint
 from registry.entities import AuditEvent
-from registry.errors import AuditChainBroken, InvalidInput
-
-if TYPE_CHECKING:
-    from registry.registry import Registry
+from registry.errors import InvalidInput
 
 # Enough for months of a busy registry; beyond it the pack says so and the export has the rest.
 DEFAULT_CAP = 20_000
-_BATCH = 1000
 
 
 class ChainLink(BaseModel):
@@ -62,20 +57,25 @@ class ChainProof(BaseModel):
 
 
 def prove_events(
-    reg: Registry,
+    reg: Any,
     events: list[AuditEvent],
     checkpoint: str | Path | None,
     pubkey: str | Path | None,
     *,
     cap: int = DEFAULT_CAP,
 ) -> ChainProof:
-    """Check ``events`` against the checkpoint; refuse a checkpoint that does not verify."""
+    """Check ``events`` against the checkpoint; refuse a checkpoint that does not verify.
+
+    The chain is read through the public audit export, so this works on a server with a
+    ``reader`` token as on a database file.
+    """
     if checkpoint is None or pubkey is None:
         missing = "pubkey" if checkpoint is not None else "checkpoint"
         raise InvalidInput(
             f"{missing}: a checkpoint proof needs both --checkpoint and --pubkey", field=missing
         )
-    count, head, fields, chain_problem = read_checkpoint(reg, str(checkpoint), Path(pubkey))
+    signed, fields = read_checkpoint(str(checkpoint), Path(pubkey))
+    count, head = signed.count, signed.head_hash
     covered = [e.seq for e in events if e.seq <= count]
     uncovered = [e.seq for e in events if e.seq > count]
     base = {
@@ -86,42 +86,108 @@ def prove_events(
         "covered_seqs": covered,
         "uncovered_seqs": uncovered,
     }
+    walk = _Walk(count=count, head=head, first=covered[0] if covered else count + 1, cap=cap)
+    with tempfile.TemporaryDirectory(prefix="govflow-pack-") as folder:
+        export = Path(folder) / "audit.jsonl"
+        reg.export_audit(export)
+        with open(export, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    walk.step(AuditEvent.model_validate_json(line))
+    chain_problem = walk.chain_problem(str(fields["source"]))
     if not covered:
         why = "the version has no events" if not events else "the checkpoint predates the version's events"
         problem = chain_problem or why
         return ChainProof(**base, verified=False, problem=problem, links_total=0, capped=False, segment=[])
-    segment: list[ChainLink] = []
-    first_hash = last_hash = None
-    total = 0
-    problem = None
-    expected = covered[0]
-    with reg.db.read() as conn:
-        for row in _rows(conn, covered[0], count):
-            link = ChainLink(seq=row.seq, prev_hash=row.prev_hash, hash=row.hash, body=_canonical_body(row))
-            problem = _check_link(link, expected, last_hash)
-            if problem:
-                break
-            first_hash = first_hash or link.hash
-            last_hash = link.hash
-            total += 1
-            expected += 1
-            if len(segment) < cap:
-                segment.append(link)
-    if problem is None and expected - 1 != count:
-        problem = f"the registry's chain ends at seq {expected - 1}, before the checkpoint's {count}"
-    if problem is None and last_hash != head:
-        problem = f"seq {count} hashes to {last_hash}, but the checkpoint signs {head}"
+    problem = walk.segment_problem
+    if problem is None and walk.expected - 1 < count:
+        problem = f"the registry's chain ends at seq {walk.expected - 1}, before the checkpoint's {count}"
+    if problem is None and walk.last_hash != head:
+        problem = f"seq {count} hashes to {walk.last_hash}, but the checkpoint signs {head}"
     problem = chain_problem or problem
     return ChainProof(
         **base,
         verified=problem is None,
         problem=problem,
-        first_hash=first_hash,
-        last_hash=last_hash,
-        links_total=total,
-        capped=total > len(segment),
-        segment=segment,
+        first_hash=walk.first_hash,
+        last_hash=walk.last_hash,
+        links_total=walk.total,
+        capped=walk.total > len(walk.segment),
+        segment=walk.segment,
     )
+
+
+@dataclass
+class _Walk:
+    """One pass over the exported chain: recompute it from genesis, and keep the segment from
+    ``first`` to ``count`` (checked link by link) for the pack."""
+
+    count: int
+    head: str
+    first: int
+    cap: int
+    seen: int = 0
+    stored: str = audit.GENESIS  # the stored hash of the last event read
+    recomputed: str = audit.GENESIS
+    hash_at: str | None = None  # the recomputed hash after ``count`` events
+    fault: str | None = None  # the first fault of the whole chain
+    segment: list[ChainLink] = field(default_factory=list)
+    segment_problem: str | None = None
+    expected: int = 0  # the next seq the segment expects
+    first_hash: str | None = None
+    last_hash: str | None = None
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        self.expected = self.first
+        if self.count == 0:
+            self.hash_at = audit.GENESIS
+
+    def step(self, event: AuditEvent) -> None:
+        self.seen += 1
+        body = audit.canonical(audit.event_body(event)).decode("utf-8")
+        if event.seq != self.seen:
+            self._fault(event.seq, f"expected seq {self.seen}, found {event.seq}")
+        elif event.prev_hash != self.stored:
+            self._fault(event.seq, "prev_hash does not match the previous event's hash")
+        self.recomputed = _link_hash(self.recomputed, body)
+        if event.hash != self.recomputed:
+            self._fault(event.seq, "hash does not match the event's content")
+        self.stored = event.hash
+        if self.seen == self.count:
+            self.hash_at = self.recomputed
+        if self.first <= event.seq <= self.count and self.segment_problem is None:
+            self._link(ChainLink(seq=event.seq, prev_hash=event.prev_hash, hash=event.hash, body=body))
+
+    def _link(self, link: ChainLink) -> None:
+        self.segment_problem = _check_link(link, self.expected, self.last_hash)
+        if self.segment_problem:
+            return
+        self.first_hash = self.first_hash or link.hash
+        self.last_hash = link.hash
+        self.total += 1
+        self.expected += 1
+        if len(self.segment) < self.cap:
+            self.segment.append(link)
+
+    def _fault(self, seq: int, problem: str) -> None:
+        if self.fault is None:
+            self.fault = f"audit chain broken at seq {seq}: {problem}"
+
+    def chain_problem(self, source: str) -> str | None:
+        """Why the chain fails the checkpoint (as ``govflow audit verify --checkpoint`` says), or None."""
+        where = f"checkpoint {source}"
+        if self.seen < self.count:
+            return (
+                f"{where}: the audit chain has {self.seen} events, the checkpoint signed {self.count} "
+                "(history was truncated)"
+            )
+        if self.hash_at is None or self.hash_at != self.head:
+            return (
+                f"{where}: event {self.count} has hash {str(self.hash_at)[:12]}…, the checkpoint signed "
+                f"{self.head[:12]}… (history before the checkpoint was rewritten)"
+            )
+        return f"{where}: {self.fault}" if self.fault else None
 
 
 def verify_segment(links: list[ChainLink], head: str) -> bool:
@@ -149,42 +215,14 @@ def _check_link(link: ChainLink, expected_seq: int, prev: str | None) -> str | N
     return None
 
 
-def _rows(conn: Connection, first: int, last: int) -> Iterator[Row[Any]]:
-    """Audit rows with ``first <= seq <= last`` in batches, so memory stays flat."""
-    start = first
-    while start <= last:
-        stmt = (
-            sa.select(audit_events)
-            .where(audit_events.c.seq >= start, audit_events.c.seq <= last)
-            .order_by(audit_events.c.seq)
-            .limit(_BATCH)
-        )
-        rows = conn.execute(stmt).all()
-        if not rows:
-            return
-        yield from rows
-        start = rows[-1].seq + 1
-
-
-def _canonical_body(row: Row[Any]) -> str:
-    """The event body exactly as the chain hashes it."""
-    return audit.canonical(audit.event_body(row)).decode("utf-8")
-
-
-def read_checkpoint(reg: Registry, path: str, pubkey: Path) -> tuple[int, str, dict[str, Any], str | None]:
-    """The signed count and head of a checkpoint, its fields, and why the chain fails it (or None).
+def read_checkpoint(path: str, pubkey: Path) -> tuple[Checkpoint, dict[str, Any]]:
+    """The signed body of a checkpoint and the fields a pack shows.
 
     ``path`` is a local path or ``s3://bucket/key``, as ``registry.checkpoint`` reads them.
-
-    A checkpoint that cannot be read, is malformed or is not signed by ``pubkey`` is refused;
-    a chain that no longer extends it is reported, since that is evidence too.
+    Refuses a checkpoint that cannot be read, is malformed or is not signed by ``pubkey``; a
+    chain that no longer extends it is reported by ``prove_events``, since that is evidence too.
     """
     verifier = checkpoint.load_verifier(pubkey)
     note, source = checkpoint.read_note(path)
     signed = checkpoint.parse_body(checkpoint.open_note(note, verifier, source), source)
-    fields: dict[str, Any] = {"origin": signed.origin, "key": str(verifier), "source": source}
-    try:
-        checkpoint.verify_note(reg, note, verifier, source)
-    except AuditChainBroken as exc:
-        return signed.count, signed.head_hash, fields, str(exc)
-    return signed.count, signed.head_hash, fields, None
+    return signed, {"origin": signed.origin, "key": str(verifier), "source": source}

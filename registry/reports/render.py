@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from registry.errors import InvalidInput
 from registry.reports.evidence_pack import EvidencePack
@@ -47,6 +49,29 @@ def _quote(value: str) -> str:
     return "\n".join("> " + line for line in str(value).splitlines()) or "> "
 
 
+HASH_GROUP = 16
+
+
+def _hash(value: Any) -> Markup:
+    """A hash as HTML that may break only between groups of 16 characters, never inside one.
+
+    ``<wbr>`` adds no character, so the hash copies and searches whole.
+    """
+    if not value:
+        return Markup('<span class="muted">not recorded</span>')
+    text = str(value)
+    groups = [escape(text[i : i + HASH_GROUP]) for i in range(0, len(text), HASH_GROUP)]
+    return Markup('<code class="hash">') + Markup("<wbr>").join(groups) + Markup("</code>")
+
+
+def _fenced(text: str, info: str = "") -> Markup:
+    """A Markdown code block holding ``text`` verbatim: the fence is longer than any run of
+    backticks inside, so the text cannot close it. Markdown shows code blocks literally."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return Markup(f"{fence}{info}\n{text.rstrip()}\n{fence}")
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
@@ -64,7 +89,16 @@ def _env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(when=_when, num=_num, cell=_cell, quote=_quote, pretty=_pretty, compact=_compact)
+    env.filters.update(
+        when=_when,
+        num=_num,
+        cell=_cell,
+        quote=_quote,
+        pretty=_pretty,
+        compact=_compact,
+        hash=_hash,
+        fenced=_fenced,
+    )
     return env
 
 

@@ -1,16 +1,24 @@
 """Evidence packs: content of the JSON and Markdown, the checkpoint proof, the CLI, and the HTML
-in a real headless Chromium (sections visible, nothing injected, no network)."""
+in a real headless Chromium (sections visible, nothing injected, no network), made embedded and
+over HTTP with a reader token; each decision shown with the state it had when it took effect."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +28,9 @@ from registry import audit as chain
 from registry.checkpoint import keygen, save_checkpoint, write_checkpoint
 from registry.db.tables import approvals, audit_events, audit_head
 from registry.errors import GovflowError, IntegrityError, InvalidInput
+from registry.policy import StageRule
+from registry.policy_record import digest
+from registry.remote import RemoteRegistry
 from registry.reports import build_pack, render, verify_segment, write_pack
 from registry.reports.proof import ChainLink
 
@@ -97,8 +108,75 @@ def story(registry: Registry, tmp_path: Path) -> Story:
     return _story(registry, tmp_path)
 
 
+def when(at: Any) -> str:
+    """A time as the pack prints it."""
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _pack(s: Story, **kw):
     return build_pack(s.reg, "churn/1", checkpoint=s.checkpoint, pubkey=s.pubkey, **kw)
+
+
+class PublicOnly:
+    """A registry seen through its public API alone: the methods both the embedded registry and
+    the HTTP client offer, and its URL. No ``db``, nothing private."""
+
+    def __init__(self, reg: Any) -> None:
+        self._reg = reg
+
+    def __getattr__(self, name: str) -> Any:
+        public = not name.startswith("_") and hasattr(Registry, name) and hasattr(RemoteRegistry, name)
+        if name != "url" and (not public or name == "db"):
+            raise AttributeError(f"{name} is not part of the public registry API")
+        return getattr(self._reg, name)
+
+
+def _moves(reg: Any, version: int, model: str = "churn") -> dict[str, list[Any]]:
+    """The version's stage changes by kind, oldest first."""
+    out: dict[str, list[Any]] = {}
+    for c in reg.history(model):
+        if c.version == version:
+            out.setdefault(c.kind, []).append(c)
+    return out
+
+
+def _rollback_story(act: Callable[[str], Any], tmp_path: Path) -> None:
+    """v1 approved by carol and promoted; drift fails on v1 in production; v2 (its failed auc
+    waived by dave, approved by dave) replaces it; ops rolls back to v1.
+
+    ``act(name)`` is the registry to call as ``name`` (one registry embedded, a client per user
+    over HTTP); every call names its actor.
+    """
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights-v1")
+    act("alice").register("churn", model, actor="alice", metrics={"auc": 0.91})
+    act("alice").add_evidence("churn", 1, gate="auc", passed=True, value=0.91, threshold=0.8, actor="alice")
+    act("alice").transition("churn", 1, "staging", actor="alice")
+    act("bob").reject("churn", 1, reason="needs a second look", actor="bob")
+    act("alice").transition("churn", 1, "staging", actor="alice")
+    act("carol").approve("churn", 1, reason="gates green", actor="carol")
+    act("ops").transition("churn", 1, "production", reason="go live", actor="ops")
+    act("alice").add_evidence(
+        "churn", 1, gate="monitor.drift", passed=False, value=0.41, threshold=0.25, actor="alice"
+    )
+    model.write_bytes(b"weights-v2")
+    act("alice").register("churn", model, actor="alice")
+    act("alice").add_evidence("churn", 2, gate="auc", passed=False, value=0.79, threshold=0.8, actor="alice")
+    act("alice").transition("churn", 2, "staging", actor="alice")
+    act("dave").waive("churn", 2, "auc", reason="within noise of the champion", actor="dave")
+    act("dave").approve("churn", 2, reason="retrained on fresh data", actor="dave")
+    act("ops").transition("churn", 2, "production", reason="retrained", actor="ops")
+    act("ops").rollback("churn", reason="v2 misroutes premium accounts", actor="ops")
+
+
+def _restored_summary(reg: Any) -> str:
+    v1 = _moves(reg, 1)
+    back, promoted = v1["rollback"][-1], v1["promote"][-1]
+    return (
+        f"Restored to production by rollback on {when(back.at)}, reason “v2 misroutes premium accounts”, "
+        f"by ops, rolling back version 2, under the approval of carol counted at its promotion on "
+        f"{when(promoted.at)}."
+    )
 
 
 # --- content ------------------------------------------------------------------------------
@@ -259,6 +337,228 @@ def test_replaced_version_keeps_the_event_that_replaced_it(registry: Registry, t
     assert "No checkpoint was given" in md
 
 
+def test_the_pack_reads_only_the_public_api(story: Story) -> None:
+    """No ``reg.db``, nothing private: what a RemoteRegistry offers is enough, proof included."""
+    at = story.reg.get("churn/1").registered_at + timedelta(days=1)
+    public = build_pack(
+        PublicOnly(story.reg), "churn/1", checkpoint=story.checkpoint, pubkey=story.pubkey, now=at
+    )
+    direct = _pack(story, now=at)
+    assert public.audit.proof is not None and public.audit.proof.verified, public.audit.proof.problem
+    assert public == direct  # the same pack, hash for hash
+
+
+def test_each_decision_keeps_the_state_it_had_when_it_took_effect(story: Story) -> None:
+    reg = story.reg
+    moves = _moves(reg, 1)
+    promoted, sent_back = moves["promote"][0], moves["reject"][0]
+    # A month later carol's approval has long expired, and rounds have moved on: it still
+    # reads as what it did, admitting the version to production.
+    later = promoted.at + timedelta(days=30)
+    pack = _pack(story, now=later)
+    reject, approve = pack.decisions
+    assert (approve.actor, approve.state.value, approve.settled_at) == ("carol", "counted", promoted.at)
+    assert approve.state_note == f"counted at promotion on {when(promoted.at)}"
+    assert (reject.actor, reject.state.value) == ("bob", "sent back")
+    assert reject.state_note == f"sent the version back to development on {when(sent_back.at)}"
+    data = json.loads(render(pack, "json"))
+    assert [d["state_note"] for d in data["decisions"]] == [reject.state_note, approve.state_note]
+    md, html = render(pack, "md"), render(pack, "html")
+    for text in (approve.state_note, reject.state_note):
+        assert text in md and text in html
+    assert "lapsed" not in md and "lapsed" not in html
+
+
+def test_open_and_closed_rounds_read_as_pending_expired_and_lapsed(
+    registry: Registry, artifact: Path
+) -> None:
+    for v in (1, 2):
+        registry.register("plain", artifact, actor="alice")
+        registry.transition("plain", v, "staging", actor="alice")
+        registry.approve("plain", v, reason="fine", actor="carol")
+    registry.transition("plain", 2, "development", reason="data issue", actor="alice")
+    (waiting,) = build_pack(registry, "plain/1").decisions
+    expires = waiting.at + timedelta(days=7)
+    assert waiting.state.value == "pending" and waiting.settled_at is None
+    assert waiting.state_note == f"counts toward entering production until {when(expires)}"
+    (old,) = build_pack(registry, "plain/1", now=expires + timedelta(seconds=1)).decisions
+    assert (old.state.value, old.state_note) == (
+        "expired",
+        f"expired on {when(expires)} before the version entered production",
+    )
+    moved = _moves(registry, 2, "plain")["transition"][-1]
+    (lapsed,) = build_pack(registry, "plain/2").decisions
+    assert lapsed.state.value == "lapsed"
+    assert (
+        lapsed.state_note == f"lapsed on {when(moved.at)}: the version moved to development before it counted"
+    )
+
+
+def test_a_version_restored_by_rollback_says_so_and_why_its_failed_gate_stands(
+    registry: Registry, tmp_path: Path
+) -> None:
+    _rollback_story(lambda _: registry, tmp_path)
+    pack = build_pack(PublicOnly(registry), "churn/1")
+    summary = _restored_summary(registry)
+    assert pack.model_card.standing.summary == summary
+    promote, back = pack.model_card.standing.spells
+    assert (promote.how, promote.approved_by, promote.left_how) == (
+        "promote",
+        ["carol"],
+        "superseded by version 2",
+    )
+    assert (back.how, back.rolled_back_version, back.approved_by, back.left_at) == (
+        "rollback",
+        2,
+        ["carol"],
+        None,
+    )
+    drift = next(g for g in pack.gates if g.gate == "monitor.drift")
+    assert not drift.passed and drift.latest
+    assert drift.note is not None and drift.note.startswith("recorded before the rollback of")
+    assert "re-checks only the gates its policy requires for production (none)" in drift.note
+    md, html = render(pack, "md"), render(pack, "html")
+    for text in (summary, drift.note):
+        assert text in md and text in html.replace("&#34;", '"')
+
+    # v2's pack: its waiver counted at its promotion, and the rollback as context.
+    v2 = build_pack(PublicOnly(registry), "churn/2")
+    promoted2 = _moves(registry, 2)["promote"][0]
+    (waiver,) = v2.waivers
+    assert waiver.state.value == "counted" and waiver.settled_at == promoted2.at
+    assert waiver.state_note.endswith(f"stand at the promotion on {when(promoted2.at)}")
+    assert v2.model_card.standing.summary.startswith("Not in production now")
+    assert "rolled back by ops (v2 misroutes premium accounts)" in v2.model_card.standing.summary
+
+
+def test_the_audit_table_has_a_version_column_and_marks_other_versions_events(
+    registry: Registry, tmp_path: Path
+) -> None:
+    _rollback_story(lambda _: registry, tmp_path)
+    pack = build_pack(registry, "churn/1")
+    context = [e for e in pack.audit.events if e.about == "context"]
+    assert [(e.version, e.action, e.note) for e in context] == [
+        (2, "version.promoted", "version 2 promoted, replacing this version")
+    ]
+    assert all(e.version == 1 for e in pack.audit.events if e.about == "version")
+    (rolled,) = [e for e in pack.audit.events if e.action == "model.rolled_back"]
+    assert (
+        rolled.about == "version"
+        and rolled.note == "restored this version by rollback, rolling back version 2"
+    )
+    md = render(pack, "md")
+    assert "| seq | version | time | actor | action | prev_hash | hash |" in md
+    promoted2 = context[0]
+    assert (
+        f"| {promoted2.seq} | 2 | {when(promoted2.at)} | ops | version.promoted *(context)*: version 2 promoted"
+        in md
+    )
+    html = render(pack, "html")
+    assert "<th>seq</th><th>version</th>" in html and html.count('<tr class="context">') == 1
+    # v2's pack shows the rollback as context: an event of version 1 that moved version 2.
+    v2 = build_pack(registry, "churn/2")
+    assert [(e.version, e.action) for e in v2.audit.events if e.about == "context"] == [
+        (1, "model.rolled_back")
+    ]
+    # Only this version's decisions are listed under the policy in force.
+    assert {d.seq for d in pack.policy.decisions} <= {
+        e.seq for e in pack.audit.events if e.about == "version"
+    }
+
+
+def test_the_policy_reads_as_toml_beside_its_hash(story: Story) -> None:
+    pack = _pack(story)
+    (doc,) = pack.policy.documents
+    assert doc.toml is not None and doc.document is not None
+    loaded = tomllib.loads(doc.toml)
+    assert digest(Policy.from_dict(loaded))[0] == doc.sha256  # the text loads back to its hash
+    assert 'approval_valid_for = "7d"  # 7 days' in doc.toml
+    assert "approval_timeout_seconds = 86400  # 1 day" in doc.toml
+    assert "[stages.production]" in doc.toml and "604800" not in doc.toml
+    md, html = render(pack, "md"), render(pack, "html")
+    assert (
+        f"### Policy `{doc.sha256}`" in md and "```toml\n" in md and '"approval_valid_for": 604800' not in md
+    )
+    assert 'approval_valid_for = "7d"' in md  # verbatim in its code block, quotes unescaped
+    assert '<pre class="policy-toml">' in html and "604800" not in html
+
+
+def test_policy_toml_round_trips_any_policy_with_durations_in_days_and_hours() -> None:
+    from registry.reports.policy_toml import human_duration, policy_toml
+
+    policy = Policy(
+        stages={
+            "staging": StageRule(gates=["data"]),
+            "production": StageRule(approvals=2, approvers=["carol", "dan"], gates=["auc", "fairness"]),
+        },
+        approval_valid_for="36h",
+        approval_timeout_seconds=5400,
+        trusted_types=['weird."name"\x7f`'],
+        authenticated_approvals=True,
+    )
+    sha, document = digest(policy)
+    text = policy_toml(document)
+    assert digest(Policy.from_dict(tomllib.loads(text)))[0] == sha
+    assert 'approval_valid_for = "36h"  # 1 day 12 hours' in text
+    assert "approval_timeout_seconds = 5400  # 1 hour 30 minutes" in text
+    assert text.index("[stages.staging]") < text.index("[stages.production]")
+    assert [human_duration(n) for n in (60, 86_400, 90_061)] == ["1 minute", "1 day", "1 day 1 hour and more"]
+
+
+def test_the_registrys_warnings_about_its_policy_show_in_the_pack(story: Story) -> None:
+    class Warned(PublicOnly):
+        def policy_info(self) -> Any:
+            info = self._reg.policy_info()
+            warning = "authenticated_approvals is off: names typed into a form count toward the quorum"
+            return SimpleNamespace(document=info.document, sha256=info.sha256, warnings=[warning])
+
+    pack = build_pack(Warned(story.reg), "churn/1")
+    assert pack.policy.warnings == [
+        "authenticated_approvals is off: names typed into a form count toward the quorum"
+    ]
+    assert pack.policy.in_force_sha256 == pack.policy.documents[0].sha256
+    assert "> **Warning:** authenticated_approvals is off" in render(pack, "md")
+    assert '<p class="warning">Warning: authenticated_approvals is off' in render(pack, "html")
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        (
+            "postgresql+psycopg://ops:s3cret@db.example:5432/registry?sslmode=require",
+            "postgresql+psycopg://db.example:5432/registry",
+        ),
+        ("postgresql://ops@db.example/registry", "postgresql://db.example/registry"),
+        ("http://ops:s3cret@registry.example:8080/", "http://registry.example:8080"),
+        ("https://registry.example/base/?token=gft_x", "https://registry.example/base"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+        ("sqlite:////srv/registry.db", "sqlite:////srv/registry.db"),
+    ],
+)
+def test_the_registry_is_named_without_credentials(url: str, named: str) -> None:
+    from registry.reports.naming import safe_url
+
+    assert safe_url(url) == named
+
+
+def test_a_relative_registry_path_is_named_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reg = Registry(url="sqlite:///relative.db", artifact_root=str(tmp_path / "a"), policy=Policy())
+    try:
+        _story(reg, tmp_path)
+        header = build_pack(reg, "churn/1").header
+    finally:
+        reg.close()
+    assert header.registry == f"sqlite:///{(tmp_path / 'relative.db').resolve()}"
+
+
+def test_the_pack_names_its_registry_without_credentials_on_every_backend(story: Story) -> None:
+    named = _pack(story).header.registry
+    assert "@" not in named and "?" not in named
+    if isinstance(story.reg, RemoteRegistry):
+        assert named == story.reg.url and named.startswith("http://127.0.0.1:")
+
+
 def _rewrite(reg: Registry, seq: int, *, reason: str) -> None:
     """Edit an approval's reason in its table and its event, then recompute every later hash and
     the head: what someone with write access to the database could do."""
@@ -367,6 +667,27 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
 
 # --- the HTML in a browser ----------------------------------------------------------------
 
+# Text nodes of a hash (its groups between <wbr> marks) that the browser laid out on more than
+# one line, i.e. broken inside a group; and how many hashes wrapped at all.
+HASH_LAYOUT = """() => {
+  const broken = [];
+  let wrapped = 0;
+  const hashes = document.querySelectorAll('code.hash');
+  const lines = (r) => new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size;
+  for (const el of hashes) {
+    const whole = document.createRange();
+    whole.selectNodeContents(el);
+    if (lines(whole) > 1) wrapped += 1;
+    for (const node of el.childNodes) {
+      if (node.nodeType !== Node.TEXT_NODE) continue;
+      const r = document.createRange();
+      r.selectNodeContents(node);
+      if (lines(r) > 1) broken.push(node.textContent);
+    }
+  }
+  return {count: hashes.length, wrapped, broken};
+}"""
+
 
 def _chromium() -> None:
     if not Path(CHROMIUM).exists():
@@ -376,16 +697,12 @@ def _chromium() -> None:
         pytest.skip(msg + "; set CI=true to make this a failure")
 
 
-def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
+def _in_chromium(html: Path, check: Callable[[Any], None], screenshot: Path, width: int = 1280) -> None:
+    """Open the pack in headless Chromium with every other request refused, run ``check`` on the
+    page, take a full-page screenshot; assert nothing but the file was fetched and no dialog opened."""
     _chromium()
     from playwright.sync_api import sync_playwright
 
-    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "a"), policy=Policy())
-    try:
-        s = _story(reg, tmp_path)
-        html = write_pack(_pack(s), tmp_path / "out", "html")
-    finally:
-        reg.close()
     url = html.resolve().as_uri()
     seen: list[str] = []
     routed: list[str] = []
@@ -402,11 +719,11 @@ def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": width, "height": 900})
             page.on("request", lambda r: seen.append(r.url))
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
-            def block(route) -> None:
+            def block(route: Any) -> None:
                 if route.request.url == url:
                     route.continue_()  # the pack itself
                     return
@@ -416,39 +733,153 @@ def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
             page.route("**/*", block)
             page.goto(url, wait_until="load")
             page.wait_for_load_state("networkidle")
-
-            assert page.title() == "Evidence pack: churn v1"
-            assert page.locator("h1").inner_text() == "Evidence pack: churn v1"
-            for section_id, heading in SECTIONS.items():
-                h2 = page.locator(f"section#{section_id} > h2")
-                assert h2.is_visible() and h2.inner_text() == heading
-            header = page.locator("#header").inner_text()
-            assert "verified" in header and _pack_sha(html) in header
-            assert TRAIN_SHA in page.locator("#lineage").inner_text()
-            assert COMMIT in page.locator("#lineage").inner_text()
-            gates = page.locator("#gates").inner_text()
-            assert "auc" in gates and "fairness" in gates and "0.91" in gates and "0.8" in gates
-            decisions = page.locator("#decisions").inner_text()
-            assert "carol" in decisions and "bob" in decisions and "reject" in decisions
-            assert page.locator("#checkpoint-proof").is_visible()
-            assert "verified" in page.locator("#audit").inner_text()
-            # The hostile text shows as text and runs nothing.
-            assert XSS in page.locator("#model-card .description").inner_text()
-            assert page.evaluate("typeof window.__pwned") == "undefined"
-            assert page.locator("script").count() == 0 and page.locator("img").count() == 0
-            page.screenshot(path=str(tmp_path / "pack.png"), full_page=True)
+            check(page)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     assert dialogs == []
     assert routed == [], routed  # nothing but the file itself was asked for
     assert seen == [url], seen
-    assert (tmp_path / "pack.png").stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
 
 
-def _pack_sha(html: Path) -> str:
-    text = html.read_text()
-    marker = 'Content sha256 (JSON)</dt><dd class="mono">'
-    return text[text.index(marker) + len(marker) :][:64]
+def _hashes_break_only_between_groups(page: Any) -> None:
+    layout = page.evaluate(HASH_LAYOUT)
+    assert layout["count"] > 20 and layout["broken"] == [], layout
+
+
+def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
+    _chromium()
+    reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "a"), policy=Policy())
+    try:
+        s = _story(reg, tmp_path)
+        pack = _pack(s)
+        html = write_pack(pack, tmp_path / "out", "html")
+        promoted = _moves(reg, 1)["promote"][0]
+    finally:
+        reg.close()
+
+    def check(page: Any) -> None:
+        assert page.title() == "Evidence pack: churn v1"
+        assert page.locator("h1").inner_text() == "Evidence pack: churn v1"
+        for section_id, heading in SECTIONS.items():
+            h2 = page.locator(f"section#{section_id} > h2")
+            assert h2.is_visible() and h2.inner_text() == heading
+        header = page.locator("#header").inner_text()
+        assert "verified" in header and pack.header.content_sha256 in header
+        assert TRAIN_SHA in page.locator("#lineage").inner_text()
+        assert COMMIT in page.locator("#lineage").inner_text()
+        gates = page.locator("#gates").inner_text()
+        assert "auc" in gates and "fairness" in gates and "0.91" in gates and "0.8" in gates
+        decisions = page.locator("#decisions").inner_text()
+        assert "carol" in decisions and "bob" in decisions and "reject" in decisions
+        assert f"counted at promotion on {when(promoted.at)}" in decisions
+        assert page.locator("#standing").inner_text().startswith(f"In production since {when(promoted.at)}")
+        assert page.locator("#checkpoint-proof").is_visible()
+        assert "verified" in page.locator("#audit").inner_text()
+        assert page.locator("#audit-events th").nth(1).inner_text() == "version"
+        assert 'approval_valid_for = "7d"' in page.locator("#policy pre.policy-toml").inner_text()
+        # The hostile text shows as text and runs nothing.
+        assert XSS in page.locator("#model-card .description").inner_text()
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+
+    _in_chromium(html, check, tmp_path / "pack.png")
+
+
+def test_hashes_wrap_between_groups_of_16_on_a_narrow_page(story: Story, tmp_path: Path) -> None:
+    _chromium()
+    html = write_pack(_pack(story), tmp_path / "out", "html")
+
+    def check(page: Any) -> None:
+        layout = page.evaluate(HASH_LAYOUT)
+        assert layout["wrapped"] > 0, layout  # the page is narrow enough that hashes must wrap
+        _hashes_break_only_between_groups(page)
+        # The hash still reads and copies whole: <wbr> adds no character.
+        assert TRAIN_SHA in page.locator("#lineage").inner_text()
+
+    _in_chromium(html, check, tmp_path / "narrow.png", width=760)
+
+
+def _cli_over_http(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}
+    env.update(GOVFLOW_REGISTRY_URL=url, GOVFLOW_TOKEN=token)
+    proc = subprocess.run(
+        [sys.executable, "-m", "govflow", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.returncode, proc.stderr)
+    return proc
+
+
+def test_a_pack_made_over_http_with_a_reader_token_reads_right_in_chromium(
+    registry_server: Any, tmp_path: Path
+) -> None:
+    """The auditor's path: a server, a reader token, `govflow evidence`, a browser."""
+    _chromium()
+    h = registry_server
+    roles = {
+        "alice": "pipeline",
+        "bob": "approver",
+        "carol": "approver",
+        "dave": "approver",
+        "ops": "operator",
+    }
+    clients = {name: h.client(h.token(role, name=name)) for name, role in roles.items()}
+    try:
+        _rollback_story(lambda name: clients[name], tmp_path)
+    finally:
+        for client in clients.values():
+            client.close()
+    key, pub = keygen(tmp_path / "signer")
+    _, where = save_checkpoint(h.registry, key, tmp_path / "checkpoint.txt")  # the operator pins the chain
+    reader = h.token("reader", name="rita")
+    out = tmp_path / "packs"
+    for fmt in ("html", "md", "json"):
+        args = (
+            "evidence",
+            "churn/1",
+            "--out",
+            str(out),
+            "--format",
+            fmt,
+            "--checkpoint",
+            where,
+            "--pubkey",
+            str(pub),
+        )
+        assert _cli_over_http(h.url, reader, *args).stdout.strip() == str(out / f"churn-v1-evidence.{fmt}")
+    data = json.loads((out / "churn-v1-evidence.json").read_text())
+    md = (out / "churn-v1-evidence.md").read_text()
+    summary = _restored_summary(h.registry)
+    promoted = _moves(h.registry, 1)["promote"][0]
+    counted = f"counted at promotion on {when(promoted.at)}"
+    assert data["header"]["registry"] == h.url and data["audit"]["proof"]["verified"] is True
+    assert data["model_card"]["standing"]["summary"] == summary and summary in md
+    assert [d["state_note"] for d in data["decisions"] if d["actor"] == "carol"] == [
+        counted
+    ] and counted in md
+    assert "authenticated_approvals = true" in data["policy"]["documents"][0]["toml"]
+
+    def check(page: Any) -> None:
+        header = page.locator("#header").inner_text()
+        assert f"Registry\n{h.url}\n" in header and "verified" in header
+        assert re.search(r"Content sha256 \(JSON\)\n[0-9a-f]{64}$", header), header  # its own run's digest
+        assert page.locator("#standing").inner_text() == summary
+        decisions = page.locator("#decisions").inner_text()
+        assert counted in decisions and "sent the version back to development on" in decisions
+        assert "Note: recorded before the rollback of" in page.locator("#gates").inner_text()
+        context = page.locator("#audit-events tr.context")
+        assert context.count() == 1 and "version 2 promoted, replacing this version" in context.inner_text()
+        assert page.locator("#audit-events th").nth(1).inner_text() == "version"
+        assert "verified" in page.locator("#checkpoint-proof + dl").inner_text()
+        toml = page.locator("#policy pre.policy-toml").first.inner_text()
+        assert 'approval_valid_for = "7d"  # 7 days' in toml and "authenticated_approvals = true" in toml
+        _hashes_break_only_between_groups(page)
+
+    shot = tmp_path / "pack-http.png"
+    _in_chromium(out / "churn-v1-evidence.html", check, shot)
+    if os.environ.get("GOVFLOW_PACK_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["GOVFLOW_PACK_SCREENSHOT"])  # for a human to look at
 
 
 def test_unknown_version_is_refused(story: Story) -> None:
