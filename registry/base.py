@@ -50,7 +50,7 @@ class RegistryBase:
         env = Settings.from_env()
         self.url = url or env.url
         self.artifact_root = artifact_root or env.artifact_root
-        self.server = server
+        self.server_mode = server
         # The policy first: a bad policy file must leave no new database behind.
         source = "policy" if policy is not None else "GOVFLOW_POLICY"
         defaults = SERVER_DEFAULTS if server else None
@@ -154,10 +154,10 @@ class RegistryBase:
             if self._explicit:
                 reason = f"seeded from {self._source}"
                 reason += (
-                    " (server mode: keys it leaves out take the server's defaults)" if self.server else ""
+                    " (server mode: keys it leaves out take the server's defaults)" if self.server_mode else ""
                 )
             else:
-                reason = "seeded with the server's defaults" if self.server else "seeded with the defaults"
+                reason = "seeded with the server's defaults" if self.server_mode else "seeded with the defaults"
             info = policy_record.set_current(
                 conn,
                 self._fallback,
@@ -165,12 +165,12 @@ class RegistryBase:
                 at=at,
                 reason=reason,
                 append=self._audit,
-                on_server=self.server,
+                on_server=self.server_mode,
             )
             return info.sha256, self._fallback
         self._check_explicit(stored)
         if (
-            self.server
+            self.server_mode
             and not stored[1].authenticated_approvals
             and not policy_record.lax_allowed(conn, stored[0])
         ):

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from registry import identity, policy_record, queries
+from registry import identity, names, policy_record, queries
 from registry.base import RegistryBase, now
 from registry.entities import AuditEvent, PolicyInfo
 from registry.errors import InvalidInput, UnsafeModel
@@ -56,14 +56,15 @@ class Governance(RegistryBase):
         On a server, keys a file or mapping leaves out take the server's defaults, and turning
         ``authenticated_approvals`` off is refused without an authenticated admin and a reason.
         """
-        new = Policy.coerce(policy, defaults=SERVER_DEFAULTS if self.server else None)
+        new = Policy.coerce(policy, defaults=SERVER_DEFAULTS if self.server_mode else None)
+        _check_approver_names(new)
         reason = check_text(reason, "reason")
         identity.require("policy", "change the policy")
         caller = identity.current()
-        if self.server:
+        if self.server_mode:
             policy_record.check_server_change(new, caller, reason)
         who = identity.actor_for(actor)
-        on_server = self.server and caller.authenticated
+        on_server = self.server_mode and caller.authenticated
         info = self.db.transact(
             lambda conn: policy_record.set_current(
                 conn, new, actor=who, at=now(), reason=reason, append=self._audit, on_server=on_server
@@ -151,3 +152,15 @@ class Governance(RegistryBase):
             return self._audit(conn, now(), who, "model.pickle_loaded", model, version, body)
 
         return self.db.transact(work)
+
+
+def _check_approver_names(policy: Policy) -> None:
+    """Refuse an approvers list with a mixed-script name or two entries that look alike: the
+    list grants by exact name, so a look-alike entry would be a second door for one person."""
+    for stage, rule in policy.stages.items():
+        field = f"stages.{getattr(stage, 'value', stage)}.approvers"
+        seen: list[str] = []
+        for name in rule.approvers or []:
+            names.check_script(name, field)
+            names.refuse_lookalike(name, seen, field=field, kind="approver")
+            seen.append(name)

@@ -36,7 +36,7 @@ def hold_to_server_rules(reg: RegistryBase) -> ServerRules:
     """Seed an empty registry, or tighten a stored policy counting typed names that no admin set
     on a server; one transaction. Refuses a ``GOVFLOW_POLICY`` that differs from the policy the
     server will hold (``PolicyError``), with nothing written."""
-    if not reg.server:
+    if not reg.server_mode:
         raise ValueError("hold_to_server_rules is for a registry opened with server=True")
     at = now()
     with identity.acting(channel="server"):

@@ -210,6 +210,19 @@ def test_a_look_alike_of_a_listed_approver_is_not_on_the_list(registry: Registry
 
 
 @pytest.mark.parametrize(
+    ("approvers", "why"),
+    [(["dave", "cаrol"], "mixes scripts"), (["carol", "caro1"], "looks like the approver 'carol'")],
+)
+def test_an_approvers_list_takes_no_mixed_script_or_look_alike_entry(
+    registry: Registry, approvers: list[str], why: str
+) -> None:
+    before = (_count(registry), registry.policy_info().sha256)
+    with pytest.raises(InvalidInput, match=rf"^stages\.production\.approvers: .*{why}"):
+        registry.set_policy({"stages": {"production": {"approvers": approvers}}}, actor="admin")
+    assert (_count(registry), registry.policy_info().sha256) == before
+
+
+@pytest.mark.parametrize(
     ("existing", "new"), [("churn", "chum"), ("ml", "m1"), ("credit-risk", "credit-rlsk")]
 )
 def test_a_model_name_that_looks_like_another_is_refused(
