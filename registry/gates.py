@@ -32,12 +32,16 @@ def latest_results(
     waived: set[int] | None = None,
     seen: dict[str, Any] | None = None,
 ) -> tuple[dict[str, tuple[int, bool]], set[str]]:
-    """The latest (evidence id, passed) per gate, and the gates whose later pass by the registrant
-    was ignored: the registrant cannot clear a failed gate by recording a pass after it.
+    """The latest (evidence id, passed) per gate, and the gates whose later pass was ignored.
+
+    Under separation of duties a pass after a failure clears it only when the one who recorded
+    the failure records it and is not the registrant: neither the registrant nor a second
+    evaluator can overwrite a failure; that takes an approver's waiver.
 
     ``waived`` collects the ids of waived results; ``seen["evidence"]`` keeps the rows read.
     """
     latest: dict[str, tuple[int, bool]] = {}
+    failed_by: dict[str, str] = {}
     ignored: set[str] = set()
     rows = conn.execute(_GATE_RESULTS, {"v": row.id}).all()
     if seen is not None:
@@ -52,11 +56,13 @@ def latest_results(
             and before is not None
             and not before[1]
             and policy.separation_of_duties
-            and same_person(actor, row.registered_by)
+            and (same_person(actor, row.registered_by) or not same_person(actor, failed_by[gate]))
         ):
             ignored.add(gate)
             continue
         latest[gate] = (ev_id, bool(passed))
+        if not passed:
+            failed_by[gate] = actor
     return latest, ignored
 
 
@@ -97,7 +103,10 @@ def gate_problems(
             )
         parts.append(f"failed: {', '.join(failed)}{how}")
     if ignored & set(failed):
-        parts.append(f"a later pass by the registrant {row.registered_by} does not clear a failure")
+        parts.append(
+            f"a later pass by the registrant {row.registered_by}, or by anyone but the one who recorded "
+            "the failure, does not clear it"
+        )
     if missing:
         parts.append(f"missing: {', '.join(missing)}")
     return parts

@@ -149,6 +149,27 @@ def test_required_gate_evidence_decides_entry(backend_url: str, tmp_path: Path, 
         reg.close()
 
 
+@pytest.mark.parametrize("other", ["ci-2", "admin", "ＣＩ-2"])
+def test_a_second_evaluator_cannot_overwrite_a_failed_gate(
+    backend_url: str, tmp_path: Path, artifact: Path, other: str
+) -> None:
+    """A pass by anyone but the evaluator that recorded the failure leaves the failure standing."""
+    reg = _policy_registry(backend_url, tmp_path, {"stages": {"production": {"approvals": 1}}})
+    try:
+        _staged(reg, artifact)
+        reg.approve("churn", 1, actor="bob")
+        reg.add_evidence("churn", 1, gate="drift", passed=False, actor="ci")
+        reg.add_evidence("churn", 1, gate="drift", passed=True, actor=other)
+        before = len(reg.audit_log())
+        with pytest.raises(GateFailed, match="failed: drift.*anyone but the one who recorded"):
+            reg.transition("churn", 1, "production", actor="carol")
+        assert len(reg.audit_log()) == before and reg.get_version("churn", 1).stage == Stage.STAGING
+        reg.add_evidence("churn", 1, gate="drift", passed=True, actor="ci")  # the failing evaluator re-runs
+        assert reg.transition("churn", 1, "production", actor="carol").stage == Stage.PRODUCTION
+    finally:
+        reg.close()
+
+
 # --- the audit chain ----------------------------------------------------------------------
 
 
