@@ -189,7 +189,10 @@ def _approval(
         )
     promoted = promotions.get(closing.at)
     counted = promoted.payload.get("approved_by") if promoted is not None else None
-    if not isinstance(counted, list) or a.actor in counted:
+    policy_then = reads.document(promoted.payload.get("policy_sha256")) if promoted is not None else None
+    typed_ignored = bool(a.claimed_by and (policy_then or {}).get("authenticated_approvals"))
+    # carol's typed claim and her authenticated approval share a name: only the second counted
+    if not typed_ignored and (not isinstance(counted, list) or a.actor in counted):
         return DecisionState.COUNTED, f"counted at promotion on {when(closing.at)}{typed}", closing.at
     why = _not_counted_why(reads, a, closing, promoted)
     return DecisionState.NOT_COUNTED, f"not counted at the promotion on {when(closing.at)}{why}", closing.at

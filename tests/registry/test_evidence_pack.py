@@ -369,6 +369,24 @@ def test_each_decision_keeps_the_state_it_had_when_it_took_effect(story: Story) 
     assert "lapsed" not in md and "lapsed" not in html
 
 
+def test_a_typed_claim_beside_the_same_persons_approval_is_not_the_one_counted(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """carol's name typed into a form, then carol's own approval: the pack says only the second
+    admitted the version, as the promotion counted it."""
+    registry.set_policy({"authenticated_approvals": True}, actor="admin")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    registry.register("churn", model, actor="alice")
+    registry.transition("churn", 1, "staging", actor="alice")
+    registry.approve("churn", 1, claimed_by="carol", reason="typed")
+    registry.approve("churn", 1, actor="carol", reason="signed in")
+    registry.transition("churn", 1, "production", actor="ops")
+    typed, signed = build_pack(registry, "churn/1").decisions
+    assert (typed.state.value, signed.state.value) == ("not counted", "counted"), (typed, signed)
+    assert "a name typed into a form" in typed.state_note
+
+
 def test_open_and_closed_rounds_read_as_pending_expired_and_lapsed(
     registry: Registry, artifact: Path
 ) -> None:
