@@ -338,9 +338,7 @@ def rollback_refusal(conn: Connection, policy: Policy, row: Row[Any]) -> str | N
         if rejected is not None:
             return f"{rejected} rejected it after it left production"
     rule = policy.rule(Stage.PRODUCTION)
-    approvers = counted_approvers(
-        policy, row, Stage.PRODUCTION, [("approve", a, None, None) for a in last_approvers(conn, row.id)]
-    )
+    approvers = counted_approvers(policy, row, Stage.PRODUCTION, last_approvals(conn, row.id))
     if len(approvers) < (rule.approvals or 0):
         return f"the current policy needs {rule.approvals} approval(s) and its promotion had {len(approvers)}"
     problems = gate_problems(conn, policy, row, Stage.PRODUCTION, every_gate=False)
@@ -406,3 +404,34 @@ def last_approvers(conn: Connection, version_id: int) -> list[str]:
         ).scalar()
         or []
     )
+
+
+def last_approvals(conn: Connection, version_id: int) -> list[tuple[str, str, datetime | None, str | None]]:
+    """The approvals counted when this version last entered production by promotion, as
+    (decision, actor, at, claimed_by): a name typed into a form stays typed, so a policy that
+    now wants authenticated approvals does not count it at a rollback."""
+    promo = conn.execute(
+        sa.select(stage_history.c.approved_by, stage_history.c.at)
+        .where(
+            stage_history.c.version_id == version_id,
+            stage_history.c.to_stage == Stage.PRODUCTION.value,
+            stage_history.c.kind == "promote",
+        )
+        .order_by(stage_history.c.id.desc())
+        .limit(1)
+    ).first()
+    if promo is None:
+        return []
+    out: list[tuple[str, str, datetime | None, str | None]] = []
+    for actor in promo.approved_by or []:
+        claims = conn.execute(
+            sa.select(approvals.c.claimed_by).where(
+                approvals.c.version_id == version_id,
+                approvals.c.decision == "approve",
+                approvals.c.actor == actor,
+                approvals.c.at <= promo.at,
+            )
+        ).scalars().all()
+        # authenticated if any of this person's approvals was: that one is what counted
+        out.append(("approve", actor, None, None if None in claims or not claims else claims[0]))
+    return out

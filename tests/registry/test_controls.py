@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from registry import Policy, Registry, Stage, serialization
 from registry.audit import canonical
-from registry.errors import ApprovalRequired, ArtifactNotFound, DigestMismatch, GateFailed
+from registry.errors import ApprovalRequired, ArtifactNotFound, DigestMismatch, GateFailed, RollbackRefused
 
 # An approval row written straight into the database, as a DBA or a compromised job could.
 _INSIDER_DECISION = sa.text(
@@ -166,6 +166,28 @@ def test_a_second_evaluator_cannot_overwrite_a_failed_gate(
         assert len(reg.audit_log()) == before and reg.get_version("churn", 1).stage == Stage.STAGING
         reg.add_evidence("churn", 1, gate="drift", passed=True, actor="ci")  # the failing evaluator re-runs
         assert reg.transition("churn", 1, "production", actor="carol").stage == Stage.PRODUCTION
+    finally:
+        reg.close()
+
+
+def test_a_rollback_does_not_count_a_typed_name_once_the_policy_wants_authenticated_approvals(
+    backend_url: str, tmp_path: Path, artifact: Path
+) -> None:
+    """v1 went live on a name typed into a form while typed names counted; once the policy wants
+    authenticated approvals, a rollback may not restore it on that name."""
+    reg = _policy_registry(backend_url, tmp_path, {"authenticated_approvals": False})
+    try:
+        _staged(reg, artifact)
+        reg.approve("churn", 1, claimed_by="carol")
+        reg.transition("churn", 1, "production", actor="ops")
+        _staged(reg, artifact)
+        reg.approve("churn", 2, actor="dave")
+        reg.transition("churn", 2, "production", actor="ops")
+        reg.set_policy(Policy.from_dict({"authenticated_approvals": True}), actor="admin")
+        before = len(reg.audit_log())
+        with pytest.raises(RollbackRefused, match=r"version 1: the current policy needs 1 approval\(s\) and its promotion had 0"):
+            reg.rollback("churn", reason="v2 misbehaves", actor="ops")
+        assert len(reg.audit_log()) == before and reg.resolve("churn@production").version == 2
     finally:
         reg.close()
 
