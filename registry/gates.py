@@ -31,7 +31,7 @@ def latest_results(
     row: Row[Any],
     waived: set[int] | None = None,
     seen: dict[str, Any] | None = None,
-) -> tuple[dict[str, tuple[int, bool]], set[str]]:
+) -> tuple[dict[str, tuple[int, bool]], dict[str, str]]:
     """The latest (evidence id, passed) per gate, and the gates whose later pass was ignored.
 
     Under separation of duties a pass after a failure clears it only when the one who recorded
@@ -42,7 +42,7 @@ def latest_results(
     """
     latest: dict[str, tuple[int, bool]] = {}
     failed_by: dict[str, str] = {}
-    ignored: set[str] = set()
+    ignored: dict[str, str] = {}  # gate -> why its later pass did not count
     rows = conn.execute(_GATE_RESULTS, {"v": row.id}).all()
     if seen is not None:
         seen["evidence"] = rows
@@ -58,7 +58,11 @@ def latest_results(
             and policy.separation_of_duties
             and (same_person(actor, row.registered_by) or not same_person(actor, failed_by[gate]))
         ):
-            ignored.add(gate)
+            ignored[gate] = (
+                f"a later pass by the registrant {row.registered_by} does not clear a failure"
+                if same_person(actor, row.registered_by)
+                else f"a later pass by {actor} does not clear a failure {failed_by[gate]} recorded"
+            )
             continue
         latest[gate] = (ev_id, bool(passed))
         if not passed:
@@ -102,11 +106,7 @@ def gate_problems(
                 else "; the policy forbids waivers"
             )
         parts.append(f"failed: {', '.join(failed)}{how}")
-    if ignored & set(failed):
-        parts.append(
-            f"a later pass by the registrant {row.registered_by}, or by anyone but the one who recorded "
-            "the failure, does not clear it"
-        )
+    parts.extend(dict.fromkeys(ignored[g] for g in failed if g in ignored))
     if missing:
         parts.append(f"missing: {', '.join(missing)}")
     return parts
