@@ -71,7 +71,7 @@ class Decisions(RegistryBase):
         caller = identity.current()
         if code is not None and claimed_by is not None:
             raise InvalidInput("code: give an approval code or a typed name, not both", field="code")
-        own_reject = relay_own = False
+        own_reject = False
         if code is not None:
             if not (caller.may("form") or caller.may("approve")):
                 identity.require("form", "redeem an approval code")
@@ -79,8 +79,6 @@ class Decisions(RegistryBase):
         elif claimed_by is not None:
             identity.require("form", "relay a decision typed into a form")
             who = check_actor(claimed_by, "claimed_by")
-            # a relay without the decision's own role answers only the form of its own run
-            relay_own = caller.authenticated and not caller.may(decision)
         else:
             if decision == "reject" and not caller.may("reject") and caller.may("register"):
                 own_reject = True  # a pipeline may reject its own staged version
@@ -99,12 +97,6 @@ class Decisions(RegistryBase):
             assert decider is not None
             if claimed_by is not None:
                 users.refuse_lookalike(conn, decider, "claimed_by")
-            if relay_own and not same_actor(caller.principal or "", row.registered_by):
-                raise Forbidden(
-                    f"{caller.principal} may relay a form decision only on versions it registered; "
-                    f"{name}/{version} was registered by {row.registered_by}",
-                    field="role",
-                )
             if own_reject and not (
                 same_actor(decider, row.registered_by) and Stage(row.stage) == Stage.STAGING
             ):
