@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,18 @@ MODEL = "credit-risk"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A shell whose GOVFLOW_* settings name a fresh SQLite registry; alice is acting."""
     monkeypatch.setenv("GOVFLOW_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.db'}")
     monkeypatch.setenv("GOVFLOW_ARTIFACT_ROOT", str(tmp_path / "art"))
     monkeypatch.setenv("GOVFLOW_ACTOR", "alice")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     (tmp_path / "m.bin").write_bytes(b"weights")
-    return tmp_path
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # the in-process CLI reads Prefect's settings, which the session's test server may have set
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield tmp_path
 
 
 def _refused(*args: str) -> str:
