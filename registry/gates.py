@@ -34,9 +34,9 @@ def latest_results(
 ) -> tuple[dict[str, tuple[int, bool]], dict[str, str]]:
     """The latest (evidence id, passed) per gate, and the gates whose later pass was ignored.
 
-    Under separation of duties a pass after a failure clears it only when the one who recorded
-    the failure records it and is not the registrant: neither the registrant nor a second
-    evaluator can overwrite a failure; that takes an approver's waiver.
+    Under separation of duties the registrant's pass never clears a failure, and a failure an
+    evaluator other than the registrant recorded is cleared only by that evaluator's pass: a
+    second pipeline token cannot overwrite it; that takes an approver's waiver.
 
     ``waived`` collects the ids of waived results; ``seen["evidence"]`` keeps the rows read.
     """
@@ -56,7 +56,10 @@ def latest_results(
             and before is not None
             and not before[1]
             and policy.separation_of_duties
-            and (same_person(actor, row.registered_by) or not same_person(actor, failed_by[gate]))
+            and (
+                same_person(actor, row.registered_by)
+                or not (same_person(actor, failed_by[gate]) or same_person(failed_by[gate], row.registered_by))
+            )
         ):
             ignored[gate] = (
                 f"a later pass by the registrant {row.registered_by} does not clear a failure"
