@@ -124,7 +124,8 @@ def handle_drift(
     """Act on drift detected on ``model/version``: roll back once per episode, else ignore or skip.
 
     - ``version`` not in production: ignored (audited as ``drift.ignored``).
-    - The episode already had its rollback (drift or manual) or a recorded skip: ignored.
+    - The episode already had its rollback (drift or manual): ignored. After a recorded skip the
+      rollback is tried again; still refused, the event is ignored.
     - Otherwise production is rolled back, guarded by ``expected_version=version``; if production
       moved meanwhile (a concurrent handler won) the event is ignored, and if nothing approved is
       left to restore it is skipped (audited as ``drift.rollback_skipped``, closing the episode).
@@ -155,11 +156,16 @@ def handle_drift(
         now_in = f"version {production} is" if production is not None else "no version is"
         return ignore(f"drift on {model}/{version} ignored: it is not in production ({now_in})")
     episode = current_episode(reg, model, production)
-    if episode.handled is not None:
-        return ignore(
-            f"drift on {model}/{version} ignored: episode already handled at {_describe(episode.handled)}",
-            episode.handled,
-        )
+    handled = episode.handled
+
+    def already() -> DriftOutcome:
+        assert handled is not None
+        return ignore(f"drift on {model}/{version} ignored: episode already handled at {_describe(handled)}", handled)
+
+    if handled is not None and handled.action == ROLLED_BACK:
+        return already()
+    # A recorded skip is only a note (anyone who may record events can write one): the rollback is
+    # tried again, so a forged skip cannot keep a drifted version live when one may be restored.
     try:
         result = reg.rollback(model, reason=reason, actor=actor, expected_version=version)
     except RollbackRefused as exc:
@@ -167,6 +173,8 @@ def handle_drift(
         if now != version:  # a concurrent handler (or an operator) moved production first
             moved = f"version {now}" if now is not None else "no version"
             return ignore(f"drift on {model}/{version} ignored: production moved to {moved} meanwhile")
+        if handled is not None:
+            return already()
         why = f"drift on {model}/{version}: nothing approved to restore ({exc})"
         reg.record(
             SKIPPED,

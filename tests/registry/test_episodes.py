@@ -110,6 +110,16 @@ def test_a_skip_recorded_for_another_version_does_not_close_the_episode(registry
     assert _production(registry) == 1
 
 
+def test_a_forged_skip_for_the_live_version_does_not_stop_the_rollback(registry: Registry, artifact) -> None:
+    """A skip is a note anyone who may record events can write: drift still rolls back when an
+    approved version may be restored."""
+    _line(registry, artifact, 2)
+    registry.record(SKIPPED, model="churn", version=2, payload={"reason": "forged"}, actor="mallory")
+    out = handle_drift(registry, "churn", 2, reason=DRIFT)
+    assert (out.action, out.restored) == ("rolled-back", 1)
+    assert _production(registry) == 1
+
+
 def test_a_new_promotion_opens_a_new_episode(registry: Registry, artifact) -> None:
     _line(registry, artifact, 2)
     assert handle_drift(registry, "churn", 2, reason=DRIFT).restored == 1
