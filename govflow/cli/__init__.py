@@ -36,9 +36,6 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
             "versions",
             "show",
             "transition",
-            "approve",
-            "waive",
-            "reject",
             "rollback",
             "production-at",
             "impact",
@@ -46,6 +43,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
         ),
         ("govflow.cli.registry_cmds",),
     ),
+    **dict.fromkeys(("approve", "waive", "reject"), ("govflow.cli.decision_cmds",)),
     "audit": ("govflow.cli.audit_cmds",),
     "alias": ("govflow.cli.audit_cmds",),
     "evidence": ("govflow.cli.audit_cmds", "govflow.cli.evidence_pack"),
@@ -61,7 +59,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "config": ("govflow.cli.config_cmds",),
 }
 
-_CORE = ("govflow.cli.registry_cmds", "govflow.cli.audit_cmds")
+_CORE = ("govflow.cli.registry_cmds", "govflow.cli.decision_cmds", "govflow.cli.audit_cmds")
 # Modules that may be absent from a trimmed install; the core ones must import.
 _OPTIONAL = (
     "govflow.cli.artifacts",
