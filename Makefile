@@ -31,8 +31,11 @@ cluster-demo: install
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m flows.cluster.demo
 
+# Two workers on CI's two cores; each file stays on one worker (its module fixtures are shared).
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Airflow 3 in an environment of its own: Airflow pins FastAPI below the range Prefect needs, so
 # it holds govflow without Prefect (the DAGs never import it). See docs/airflow.md.

@@ -76,7 +76,7 @@ def check(
     if json_out:
         emit_json(summary)
         return
-    console.print(f"config ok: {path}", markup=False, highlight=False)
+    console.print(f"config ok: {path}", markup=False, highlight=False, soft_wrap=True)  # a path stays whole
     for key, value in summary.items():
         if key == "config":
             continue
