@@ -389,28 +389,9 @@ def plan_rollback(conn: Connection, policy: Policy, model_id: int, model: str) -
     return current, target
 
 
-def last_approvers(conn: Connection, version_id: int) -> list[str]:
-    """Approvers recorded when this version last entered production by promotion."""
-    return (
-        conn.execute(
-            sa.select(stage_history.c.approved_by)
-            .where(
-                stage_history.c.version_id == version_id,
-                stage_history.c.to_stage == Stage.PRODUCTION.value,
-                stage_history.c.kind == "promote",
-            )
-            .order_by(stage_history.c.id.desc())
-            .limit(1)
-        ).scalar()
-        or []
-    )
-
-
-def last_approvals(conn: Connection, version_id: int) -> list[tuple[str, str, datetime | None, str | None]]:
-    """The approvals counted when this version last entered production by promotion, as
-    (decision, actor, at, claimed_by): a name typed into a form stays typed, so a policy that
-    now wants authenticated approvals does not count it at a rollback."""
-    promo = conn.execute(
+def _last_promotion(conn: Connection, version_id: int) -> Row[Any] | None:
+    """The stage-history row (approved_by, at) of this version's last entry into production by promotion."""
+    return conn.execute(
         sa.select(stage_history.c.approved_by, stage_history.c.at)
         .where(
             stage_history.c.version_id == version_id,
@@ -420,18 +401,35 @@ def last_approvals(conn: Connection, version_id: int) -> list[tuple[str, str, da
         .order_by(stage_history.c.id.desc())
         .limit(1)
     ).first()
-    if promo is None:
+
+
+def last_approvers(conn: Connection, version_id: int) -> list[str]:
+    """Approvers recorded when this version last entered production by promotion."""
+    promo = _last_promotion(conn, version_id)
+    return (promo.approved_by if promo is not None else None) or []
+
+
+def last_approvals(conn: Connection, version_id: int) -> list[tuple[str, str, datetime | None, str | None]]:
+    """The approvals counted when this version last entered production by promotion, as
+    (decision, actor, at, claimed_by): a name typed into a form stays typed, so a policy that
+    now wants authenticated approvals does not count it at a rollback."""
+    promo = _last_promotion(conn, version_id)
+    if promo is None or not promo.approved_by:
         return []
+    counted: list[str] = promo.approved_by
+    claims: dict[str, list[str | None]] = {}
+    for actor, claimed_by in conn.execute(
+        sa.select(approvals.c.actor, approvals.c.claimed_by).where(
+            approvals.c.version_id == version_id,
+            approvals.c.decision == "approve",
+            approvals.c.actor.in_(counted),
+            approvals.c.at <= promo.at,
+        )
+    ):
+        claims.setdefault(actor, []).append(claimed_by)
+    # authenticated if any of this person's approvals was: that one is what counted
     out: list[tuple[str, str, datetime | None, str | None]] = []
-    for actor in promo.approved_by or []:
-        claims = conn.execute(
-            sa.select(approvals.c.claimed_by).where(
-                approvals.c.version_id == version_id,
-                approvals.c.decision == "approve",
-                approvals.c.actor == actor,
-                approvals.c.at <= promo.at,
-            )
-        ).scalars().all()
-        # authenticated if any of this person's approvals was: that one is what counted
-        out.append(("approve", actor, None, None if None in claims or not claims else claims[0]))
+    for actor in counted:
+        mine = claims.get(actor, [])
+        out.append(("approve", actor, None, None if None in mine or not mine else mine[0]))
     return out
