@@ -29,7 +29,7 @@ from registry.base import now
 from registry.policy import Policy
 from registry.remote import RemoteRegistry
 from registry.stages import Stage
-from tests.fixtures.backends import create_pg_database, drop_pg_database_later
+from tests.fixtures.backends import fresh_database
 from tests.service.conftest import TABLES
 
 CODE = "import govflow.cli.server; from govflow.cli import main; main()"
@@ -147,15 +147,7 @@ def _policy_sets(db_url: str) -> int:
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    admin = request.getfixturevalue("pg_server")
-    url = create_pg_database(admin)
-    try:
-        yield url
-    finally:
-        drop_pg_database_later(admin, url)
+    yield from fresh_database(request, request.param, tmp_path)
 
 
 @pytest.fixture
