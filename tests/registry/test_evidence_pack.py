@@ -33,8 +33,8 @@ from registry.policy_record import digest
 from registry.remote import RemoteRegistry
 from registry.reports import build_pack, render, verify_segment, write_pack
 from registry.reports.proof import ChainLink
+from tests.fixtures.browser import headless_chromium
 
-CHROMIUM = "/usr/bin/chromium"
 XSS = '<script>window.__pwned = 1</script><img src="http://127.0.0.1:9/x.png" onerror="window.__pwned = 2">'
 TRAIN_SHA = "a" * 64
 EVAL_SHA = "b" * 64
@@ -707,54 +707,30 @@ HASH_LAYOUT = """() => {
 }"""
 
 
-def _chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: the browser test must run)", pytrace=False)
-        pytest.skip(msg + "; set CI=true to make this a failure")
-
-
 def _in_chromium(html: Path, check: Callable[[Any], None], screenshot: Path, width: int = 1280) -> None:
     """Open the pack in headless Chromium with every other request refused, run ``check`` on the
     page, take a full-page screenshot; assert nothing but the file was fetched and no dialog opened."""
-    _chromium()
-    from playwright.sync_api import sync_playwright
-
     url = html.resolve().as_uri()
     seen: list[str] = []
     routed: list[str] = []
     dialogs: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            page.on("request", lambda r: seen.append(r.url))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.on("request", lambda r: seen.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
-            def block(route: Any) -> None:
-                if route.request.url == url:
-                    route.continue_()  # the pack itself
-                    return
-                routed.append(route.request.url)
-                route.abort()
+        def block(route: Any) -> None:
+            if route.request.url == url:
+                route.continue_()  # the pack itself
+                return
+            routed.append(route.request.url)
+            route.abort()
 
-            page.route("**/*", block)
-            page.goto(url, wait_until="load")
-            page.wait_for_load_state("networkidle")
-            check(page)
-            page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+        page.route("**/*", block)
+        page.goto(url, wait_until="load")
+        page.wait_for_load_state("networkidle")
+        check(page)
+        page.screenshot(path=str(screenshot), full_page=True)
     assert dialogs == []
     assert routed == [], routed  # nothing but the file itself was asked for
     assert seen == [url], seen
@@ -767,7 +743,6 @@ def _hashes_break_only_between_groups(page: Any) -> None:
 
 
 def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
-    _chromium()
     reg = Registry(url=f"sqlite:///{tmp_path / 'r.db'}", artifact_root=str(tmp_path / "a"), policy=Policy())
     try:
         s = _story(reg, tmp_path)
@@ -806,7 +781,6 @@ def test_html_pack_in_headless_chromium(tmp_path: Path) -> None:
 
 
 def test_hashes_wrap_between_groups_of_16_on_a_narrow_page(story: Story, tmp_path: Path) -> None:
-    _chromium()
     html = write_pack(_pack(story), tmp_path / "out", "html")
 
     def check(page: Any) -> None:
@@ -833,7 +807,6 @@ def test_a_pack_made_over_http_with_a_reader_token_reads_right_in_chromium(
     registry_server: Any, tmp_path: Path
 ) -> None:
     """The auditor's path: a server, a reader token, `govflow evidence`, a browser."""
-    _chromium()
     h = registry_server
     roles = {
         "alice": "pipeline",

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.fixtures.browser import headless_chromium
 from tests.service.conftest import InProcess
 
-CHROMIUM = "/usr/bin/chromium"
 URL = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 
 
@@ -71,51 +67,28 @@ def test_a_request_of_the_wrong_shape_is_the_400_the_document_declares(in_proces
     assert r.json()["govflow_error"] == "InvalidInput"
 
 
-def _chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: the browser test must run)", pytrace=False)
-        pytest.skip(msg + "; set CI=true to make this a failure")
-
 
 def test_swagger_ui_renders_every_route_offline_in_headless_chromium(server_harness: Any) -> None:
     """The page, over real HTTP, with every request off this server refused."""
-    _chromium()
-    from playwright.sync_api import sync_playwright
-
     base = server_harness.url
     operations = sum(len(ops) for ops in server_harness.app.openapi()["paths"].values())
     blocked: list[str] = []
     problems: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
 
-            def only_this_server(route: Any) -> None:
-                if route.request.url.startswith(base + "/"):
-                    route.continue_()
-                    return
-                blocked.append(route.request.url)
-                route.abort()
+        def only_this_server(route: Any) -> None:
+            if route.request.url.startswith(base + "/"):
+                route.continue_()
+                return
+            blocked.append(route.request.url)
+            route.abort()
 
-            page.route("**/*", only_this_server)
-            page.goto(base + "/docs", wait_until="load")
-            page.wait_for_selector(".opblock", timeout=20_000)
-            assert page.locator(".opblock").count() == operations
-            assert page.locator(".info .title").inner_text().startswith("govflow registry")
-        finally:
-            browser.close()
+        page.route("**/*", only_this_server)
+        page.goto(base + "/docs", wait_until="load")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        assert page.locator(".opblock").count() == operations
+        assert page.locator(".info .title").inner_text().startswith("govflow registry")
     assert blocked == [] and problems == []
